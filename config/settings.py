@@ -1,0 +1,56 @@
+"""Process settings, read from the environment once at start-up.
+
+Everything a deployment tunes without touching the stores file lives here: where Redis is, where the
+stores file is, body and retry limits. Store-specific facts (secrets, API keys) live in
+:mod:`config.stores`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DAY = 24 * 3600
+
+
+class Settings(BaseSettings):
+    """Settings of one bridge process (web or worker), from ``BRIDGE_*`` and a few standard variables."""
+
+    model_config = SettingsConfigDict(env_prefix="BRIDGE_", extra="ignore", populate_by_name=True)
+
+    # Standard names (no prefix) because Procfile platforms set them for you.
+    redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
+    loyalty_api_url: str = Field(default="https://api.loyalty.lt", validation_alias="LOYALTY_API_URL")
+
+    stores_file: Path = Path("config/stores.toml")
+
+    # Intake limits.
+    max_body_bytes: int = Field(default=2 * 1024 * 1024, gt=0)
+    # How long a shop is told to wait when Redis is down (the shop retries; nothing is lost).
+    unavailable_retry_after: int = Field(default=30, ge=1)
+
+    # Queue and job lifetimes. Kept payloads (in the job) expire with the job.
+    queue_name: str = "loyalty"
+    payload_retention: int = Field(default=30 * DAY, ge=60)
+    job_timeout: int = Field(default=120, ge=5)
+    # The ledger remembers each order's awards and refunds this long (it is the idempotency memory).
+    ledger_retention: int = Field(default=400 * DAY, ge=DAY)
+
+    # Retries of retryable failures: exponential backoff with jitter, for up to ``retry_window``.
+    retry_base_delay: float = Field(default=10.0, ge=0.0)
+    retry_max_delay: float = Field(default=3600.0, ge=0.0)
+    retry_window: int = Field(default=DAY, ge=0)
+    # How soon a job that waits for something (a refund before its award, a busy order) looks again.
+    wait_delay: float = Field(default=30.0, ge=0.0)
+
+    # Loyalty.lt client timeouts (seconds).
+    api_connect_timeout: float = Field(default=3.05, gt=0)
+    api_read_timeout: float = Field(default=15.0, gt=0)
+
+    # rq-dashboard at /rq; off unless both are set (job arguments hold customer emails).
+    dashboard_user: str | None = None
+    dashboard_password: SecretStr | None = None
+
+    log_level: str = "INFO"
