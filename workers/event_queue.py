@@ -1,0 +1,165 @@
+"""The queue of events waiting for a worker: one RQ job per event, whatever the redeliveries.
+
+:meth:`EventQueue.submit` is the intake's only Redis call: one Lua script that, atomically, creates
+and queues the event's RQ job unless a job with that deterministic id already exists, notes the
+arrival (for ``bridge status``), and indexes the order (reference ⇄ platform order id, and the
+order's jobs). Concurrent identical deliveries therefore yield exactly one job, in one round trip.
+
+The job hash is RQ's own (``Job.create`` + ``Job.to_dict``), so RQ workers, registries, the scheduler
+and the dashboard treat it like any other job. The verified payload travels as a job argument, so a
+failed job can be replayed as it arrived; it expires with the job (``payload_retention``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from redis import Redis
+from rq import Queue
+from rq.job import Job, JobStatus
+
+from config.settings import Settings
+from workers.events import Event
+from workers.retrying import RetryPolicy
+
+JOB_FUNC = "workers.jobs.process_event"
+KEY_PREFIX = "lb:"
+ARRIVALS_KEPT = 50
+
+# KEYS: job hash, queue list, queues set, arrivals list, order's jobs set, reference → order id,
+#       order id → reference
+# ARGV: job id, ttl, arrival, reference ('' when unknown), order id, job hash field/value pairs...
+_SUBMIT = f"""
+local fresh = redis.call('EXISTS', KEYS[1]) == 0
+if fresh then
+    redis.call('HSET', KEYS[1], unpack(ARGV, 6))
+    redis.call('RPUSH', KEYS[2], ARGV[1])
+    redis.call('SADD', KEYS[3], KEYS[2])
+end
+local ttl = tonumber(ARGV[2])
+redis.call('LPUSH', KEYS[4], (fresh and 'queued' or 'duplicate') .. '\\t' .. ARGV[3])
+redis.call('LTRIM', KEYS[4], 0, {ARRIVALS_KEPT - 1})
+redis.call('EXPIRE', KEYS[4], ttl)
+redis.call('SADD', KEYS[5], ARGV[1])
+redis.call('EXPIRE', KEYS[5], ttl)
+if ARGV[4] ~= '' then
+    redis.call('SET', KEYS[6], ARGV[5], 'EX', ttl)
+    redis.call('SET', KEYS[7], ARGV[4], 'EX', ttl)
+end
+if fresh then return 1 end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """One delivery of an event, as the intake saw it."""
+
+    outcome: str  # queued | duplicate
+    at: str
+    topic: str
+    delivery_id: str
+
+    def encode(self) -> str:
+        """The stored form, without the outcome (the script decides it)."""
+        return f"{self.at}\t{self.topic}\t{self.delivery_id}"
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> Arrival:
+        """Read a stored arrival."""
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        outcome, at, topic, delivery_id = (text.split("\t") + ["", "", ""])[:4]
+        return cls(outcome=outcome, at=at, topic=topic, delivery_id=delivery_id)
+
+
+class EventQueue:
+    """Events waiting for a worker, deduplicated at the door, and the order index the intake keeps."""
+
+    def __init__(self, connection: Redis, settings: Settings) -> None:
+        self.connection = connection
+        self.queue = Queue(settings.queue_name, connection=connection)
+        self.retention = settings.payload_retention
+        self.timeout = settings.job_timeout
+        self.retry_policy = RetryPolicy(settings)
+        self._submit = connection.register_script(_SUBMIT)
+
+    # Key layout: one place.
+    @staticmethod
+    def arrivals_key(job_id: str) -> str:
+        return f"{KEY_PREFIX}arrivals:{job_id}"
+
+    @staticmethod
+    def order_jobs_key(store: str, order_id: str) -> str:
+        return f"{KEY_PREFIX}order-jobs:{store}:{order_id}"
+
+    @staticmethod
+    def reference_key(store: str, reference: str) -> str:
+        return f"{KEY_PREFIX}ref:{store}:{reference}"
+
+    @staticmethod
+    def order_key(store: str, order_id: str) -> str:
+        return f"{KEY_PREFIX}order:{store}:{order_id}"
+
+    def build_job(self, event: Event, payload: str, delivery_id: str = "") -> Job:
+        """The RQ job for an event: deterministic id, readable description, payload as an argument."""
+        job = Job.create(
+            JOB_FUNC,
+            args=(event.model_dump(mode="json"), payload),
+            id=event.job_id,
+            connection=self.connection,
+            # The description is logged by RQ and shown on the dashboard: no personal data in it.
+            description=event.label,
+            timeout=self.timeout,
+            result_ttl=self.retention,
+            failure_ttl=self.retention,
+            retry=self.retry_policy.initial(),
+            origin=self.queue.name,
+            status=JobStatus.QUEUED,
+            meta={"store": event.store, "kind": event.kind, "order_id": event.order_id,
+                  "reference": event.reference, "refund_id": event.refund_id, "delivery_id": delivery_id},
+        )
+        job.enqueued_at = datetime.now(UTC)
+        return job
+
+    def submit(self, event: Event, payload: str, delivery_id: str = "") -> bool:
+        """Queue the event's job unless it exists; True when queued, False for a duplicate."""
+        job = self.build_job(event, payload, delivery_id)
+        arrival = Arrival("", datetime.now(UTC).isoformat(timespec="milliseconds"), event.topic, delivery_id)
+        fields: list[bytes | str | int | float] = []
+        for name, value in job.to_dict().items():
+            if value is not None:
+                fields += [name, value if isinstance(value, (bytes, str, int, float)) else str(value)]
+        keys = [job.key, self.queue.key, Queue.redis_queues_keys, self.arrivals_key(job.id),
+                self.order_jobs_key(event.store, event.order_id),
+                self.reference_key(event.store, event.reference or ""), self.order_key(event.store, event.order_id)]
+        args = [job.id, self.retention, arrival.encode(), event.reference or "", event.order_id, *fields]
+        return bool(self._submit(keys=keys, args=args))
+
+    def index_order(self, store: str, order_id: str, reference: str) -> None:
+        """Record reference ⇄ order id (the worker does this when the intake could not)."""
+        with self.connection.pipeline() as pipe:
+            pipe.set(self.reference_key(store, reference), order_id, ex=self.retention)
+            pipe.set(self.order_key(store, order_id), reference, ex=self.retention)
+            pipe.execute()
+
+    def order_id_for(self, store: str, reference: str) -> str | None:
+        """The platform order id of a reference, if an event of that order came in."""
+        raw = self.connection.get(self.reference_key(store, reference))
+        return raw.decode() if isinstance(raw, bytes) else raw
+
+    def reference_for(self, store: str, order_id: str) -> str | None:
+        """The reference of a platform order id, if an event that carried it came in."""
+        raw = self.connection.get(self.order_key(store, order_id))
+        return raw.decode() if isinstance(raw, bytes) else raw
+
+    def job_ids_for(self, store: str, order_id: str) -> list[str]:
+        """Every job ever queued for an order (within the retention period), sorted."""
+        members: Iterable[bytes] = self.connection.smembers(self.order_jobs_key(store, order_id))  # type: ignore[assignment]
+        return sorted(m.decode() for m in members)
+
+    def arrivals(self, job_id: str) -> list[Arrival]:
+        """The deliveries of a job's event, newest first."""
+        raw: list[bytes] = self.connection.lrange(self.arrivals_key(job_id), 0, -1)  # type: ignore[assignment]
+        return [Arrival.decode(r) for r in raw]

@@ -1,0 +1,204 @@
+"""WooCommerce: order webhooks (REST API v3 order objects) to events, orders and refunds.
+
+WooCommerce sends the whole order on ``order.created`` / ``order.updated``, many times per order, so
+one delivery can mean several events: the order is paid, each entry of ``refunds[]`` is a refund,
+and a cancelled or refunded status after payment is a cancellation. Redeliveries map to the same
+events and the intake's dedupe keeps one job each.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from config.stores import StoreConfig
+from workers.events import Event, Ignored, format_reference, parse_head
+from workers.orders import ZERO, MappingError, Order, OrderLine, Refund, money, normalize_email, parse, points_redeemed
+
+PLATFORM = "woocommerce"
+SIGNATURE_HEADER = "X-WC-Webhook-Signature"
+TOPIC_HEADER = "X-WC-Webhook-Topic"
+DELIVERY_HEADER = "X-WC-Webhook-Delivery-ID"
+
+ORDER_TOPICS = {"order.created", "order.updated"}
+PAID_STATUSES = {"processing", "completed"}
+UNDONE_STATUSES = {"cancelled", "refunded"}
+# Not paid, or no longer: a date_paid on these does not make them worth points.
+NEVER_PAID_STATUSES = UNDONE_STATUSES | {"failed", "checkout-draft", "trash"}
+# WooCommerce's ping when a webhook is saved: form-encoded, unsigned, and it wants exactly 200.
+_PING = re.compile(rb"^webhook_id=\d+$")
+# Line meta the WooCommerce Gift Cards extension (and similar plugins) put on gift card lines.
+_GIFT_CARD_META = ("wc_gc_giftcard", "gift_card")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+def _text(value: Any) -> Any:
+    return str(value) if isinstance(value, int) else value
+
+
+class _RefundHead(_Model):
+    id: int
+    reason: str | None = None
+    total: Decimal = ZERO
+
+
+class _OrderHead(_Model):
+    """The few fields routing needs; parsed on the intake's hot path."""
+
+    id: int
+    number: str
+    status: str
+    date_paid: str | None = None
+    refunds: list[_RefundHead] = []
+
+    _number_as_text = field_validator("number", mode="before")(_text)
+
+
+class _Meta(_Model):
+    key: str = ""
+
+
+class _LineItem(_Model):
+    name: str = ""
+    product_id: int | None = None
+    quantity: int
+    total: Decimal
+    total_tax: Decimal = ZERO
+    sku: str | None = None
+    meta_data: list[_Meta] = []
+
+
+class _Coupon(_Model):
+    code: str
+    discount: Decimal = ZERO
+    discount_tax: Decimal = ZERO
+
+
+class _Fee(_Model):
+    name: str = ""
+    total: Decimal = ZERO
+    total_tax: Decimal = ZERO
+
+
+class _Billing(_Model):
+    email: str | None = None
+
+
+class _Order(_OrderHead):
+    currency: str
+    total: Decimal
+    total_tax: Decimal = ZERO
+    shipping_total: Decimal = ZERO
+    shipping_tax: Decimal = ZERO
+    discount_total: Decimal = ZERO
+    discount_tax: Decimal = ZERO
+    billing: _Billing = _Billing()
+    line_items: list[_LineItem] = []
+    coupon_lines: list[_Coupon] = []
+    fee_lines: list[_Fee] = []
+
+
+def is_ping(body: bytes) -> bool:
+    """Whether this is the ping WooCommerce sends when a webhook is saved."""
+    return bool(_PING.match(body))
+
+
+def reference(store: StoreConfig, order_id: int | str, number: str) -> str:
+    """The store's reference for an order."""
+    return format_reference(store.reference_format, number=number, id=str(order_id), name=f"#{number}")
+
+
+def classify(topic: str, body: bytes, store: StoreConfig) -> list[Event] | Ignored:
+    """The events one delivery carries (redeliveries give the same ones), or why it carries none."""
+    if topic not in ORDER_TOPICS:
+        return Ignored(reason=f"topic {topic or '(none)'} is not used; send order.created and order.updated")
+    head = parse_head(_OrderHead, body)
+    if isinstance(head, Ignored):
+        return head
+
+    order_id = str(head.id)
+    ref = reference(store, head.id, head.number)
+
+    def event(kind: str, refund_id: str | None = None) -> Event:
+        return Event(store=store.id, platform=PLATFORM, kind=kind, order_id=order_id, reference=ref,  # type: ignore[arg-type]
+                     refund_id=refund_id, topic=topic)
+
+    paid_once = bool(head.date_paid) or head.status in PAID_STATUSES
+    events: list[Event] = []
+    if head.status in PAID_STATUSES or (head.date_paid and head.status not in NEVER_PAID_STATUSES):
+        events.append(event("paid"))
+    events.extend(event("refund", str(r.id)) for r in head.refunds)
+    if head.status in UNDONE_STATUSES and paid_once:
+        events.append(event("cancel"))
+    if not events:
+        return Ignored(reason=f"order {ref} is {head.status} and not paid: nothing to award yet")
+    return events
+
+
+def _is_gift_card(line: _LineItem, store: StoreConfig) -> bool:
+    if line.product_id is not None and line.product_id in store.gift_card_product_ids:
+        return True
+    return any(m.key.lstrip("_").startswith(_GIFT_CARD_META) for m in line.meta_data)
+
+
+def _redeemed(order: _Order, store: StoreConfig) -> tuple[int, Decimal]:
+    redemption = store.redemption
+    if redemption is None:
+        return 0, ZERO
+    discount = ZERO
+    if redemption.coupon_prefix:
+        prefix = redemption.coupon_prefix.lower()
+        discount += sum((c.discount + c.discount_tax for c in order.coupon_lines
+                         if c.code.lower().startswith(prefix)), ZERO)
+    if redemption.fee_name:
+        name = redemption.fee_name.strip().lower()
+        discount += sum((-(f.total + f.total_tax) for f in order.fee_lines
+                         if f.name.strip().lower() == name), ZERO)
+    return points_redeemed(store, discount)
+
+
+def map_order(payload: Mapping[str, Any], store: StoreConfig) -> Order:
+    """The normalized order; raises MappingError naming the field that is missing or wrong."""
+    order: _Order = parse(_Order, payload)
+    lines = []
+    for line in order.line_items:
+        line_total = money(line.total + line.total_tax)
+        lines.append(OrderLine(
+            product_id=line.product_id or None, name=line.name, sku=line.sku or None, quantity=line.quantity,
+            unit_price=money(line_total / line.quantity) if line.quantity else line_total, total=line_total,
+            gift_card=_is_gift_card(line, store),
+        ))
+    redeemed, redeemed_amount = _redeemed(order, store)
+    return Order(
+        store=store.id, platform=PLATFORM, reference=reference(store, order.id, order.number),
+        order_id=str(order.id), email=normalize_email(order.billing.email), currency=order.currency.upper(),
+        total=order.total, shipping=order.shipping_total, shipping_tax=order.shipping_tax, tax=order.total_tax,
+        discounts=order.discount_total + order.discount_tax, lines=lines,
+        points_redeemed=redeemed, points_discount=redeemed_amount,
+    )
+
+
+def map_refund(payload: Mapping[str, Any], refund_id: str, store: StoreConfig) -> Refund:
+    """The refund ``refund_id`` of the order in ``payload`` (WooCommerce lists refunds on the order)."""
+    order: _Order = parse(_Order, payload)
+    for entry in order.refunds:
+        if str(entry.id) == refund_id:
+            return Refund(
+                store=store.id, platform=PLATFORM, order_id=str(order.id),
+                reference=reference(store, order.id, order.number), refund_id=refund_id,
+                amount=money(abs(entry.total)), currency=order.currency.upper(), reason=entry.reason or None,
+            )
+    raise MappingError("refunds", f"no refund with id {refund_id} on order {order.id}")
+
+
+def order_reference(payload: Mapping[str, Any], store: StoreConfig) -> tuple[str, str]:
+    """(platform order id, reference) of an order payload."""
+    head: _OrderHead = parse(_OrderHead, payload)
+    return str(head.id), reference(store, head.id, head.number)
