@@ -1,0 +1,87 @@
+"""What jobs need from their process: settings, stores, Redis, the ledger, API clients.
+
+``bridge worker`` builds one :class:`WorkerContext` before it starts working and installs it; forked
+work horses inherit it. A plain ``rq worker`` gets one built from the environment on first use.
+Tests install their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from redis import Redis
+
+from config.settings import Settings
+from config.stores import ConfigError, StoreConfig, Stores, load_stores
+from workers.connection import connect
+from workers.event_queue import EventQueue
+from workers.ledger import Ledger
+from workers.loyalty import LoyaltyClient
+from workers.metrics import observe_api
+from workers.retrying import RetryPolicy
+
+@dataclass
+class WorkerContext:
+    """Everything a job uses, built once per worker process."""
+
+    settings: Settings
+    stores: Stores
+    connection: Redis
+    ledger: Ledger
+    events: EventQueue
+    retry_policy: RetryPolicy
+    clients: dict[str, LoyaltyClient] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, settings: Settings, stores: Stores, connection: Redis) -> WorkerContext:
+        """Assemble a context from its parts."""
+        return cls(
+            settings=settings, stores=stores, connection=connection,
+            ledger=Ledger(connection, retention=settings.ledger_retention,
+                          lock_timeout=settings.job_timeout + 60),
+            events=EventQueue(connection, settings), retry_policy=RetryPolicy(settings),
+        )
+
+    @classmethod
+    def from_environment(cls) -> WorkerContext:
+        """A context from the process environment (settings, stores file, REDIS_URL)."""
+        settings = Settings()
+        if not settings.redis_url:
+            raise ConfigError("REDIS_URL is not set")
+        return cls.build(settings, load_stores(settings.stores_file), connect(settings.redis_url))
+
+    def client(self, store: StoreConfig) -> LoyaltyClient:
+        """The store's Loyalty.lt client (one per store and process, so connections are reused)."""
+        if store.id not in self.clients:
+            self.clients[store.id] = client_for(self.settings, store)
+        return self.clients[store.id]
+
+
+def client_for(settings: Settings, store: StoreConfig) -> LoyaltyClient:
+    """A Loyalty.lt client for ``store`` with the process's timeouts; calls are counted in metrics."""
+    return LoyaltyClient(
+        base_url=store.api_url or settings.loyalty_api_url,
+        api_key=store.api_key,
+        api_secret=store.api_secret.get_secret_value(),
+        locale=store.locale,
+        connect_timeout=settings.api_connect_timeout,
+        read_timeout=settings.api_read_timeout,
+        on_response=observe_api,
+    )
+
+
+_installed: WorkerContext | None = None
+
+
+def install(context: WorkerContext | None) -> None:
+    """Make ``context`` the one jobs of this process use (None uninstalls)."""
+    global _installed
+    _installed = context
+
+
+def current() -> WorkerContext:
+    """The installed context, built from the environment on first use if none was installed."""
+    global _installed
+    if _installed is None:
+        _installed = WorkerContext.from_environment()
+    return _installed

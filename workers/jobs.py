@@ -1,0 +1,331 @@
+"""The RQ job: one event of one order → at most one Loyalty.lt call → one ledger entry.
+
+``process_event`` is what the intake enqueues. It is idempotent: the ledger says whether the award
+or the refund already happened, an in-flight mark makes a retry ask Loyalty.lt whether a call
+landed before calling again, and a per-order lock keeps two jobs of one order from interleaving.
+How a job that did not finish comes back is :mod:`workers.retrying`'s business.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel
+from redis.exceptions import RedisError
+from rq import get_current_job
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+
+from config.log_format import log
+from config.stores import StoreConfig
+from workers import context
+from workers.context import WorkerContext
+from workers.events import Event
+from workers.ledger import AWARD, AppliedRefund, Award, LedgerRecord, utcnow
+from workers.loyalty import (
+    AlreadyDone,
+    CartItem,
+    CreateTransactionRequest,
+    DeductPointsRequest,
+    LoyaltyClient,
+    PermanentError,
+    RetryableError,
+    Transaction,
+)
+from workers.orders import ZERO, MappingError, Order, Refund, mask_email, money
+from workers.platforms import ADAPTERS
+
+logger = logging.getLogger("workers.jobs")
+CANCEL = "cancel"
+
+
+class Wait(Exception):
+    """The job cannot proceed yet (nothing failed): it comes back later without using an attempt."""
+
+    def __init__(self, reason: str, delay: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.delay = delay
+
+
+class JobFailed(Exception):
+    """The job cannot succeed as it is; it ends in the failed registry with this reason."""
+
+
+class Outcome(BaseModel):
+    """What a job did; RQ keeps it as the job's result, and ``bridge status`` shows it."""
+
+    outcome: str
+    reference: str | None = None
+    points: int | None = None
+    transaction_id: int | None = None
+    reason: str | None = None
+
+
+def process_event(event: dict[str, Any], payload: str) -> dict[str, Any]:
+    """Process one queued event (the function the intake enqueues)."""
+    ctx = context.current()
+    job = get_current_job()
+    ev = Event.model_validate(event)
+    started = time.perf_counter()
+    fields: dict[str, Any] = {"job_id": job.id if job else ev.job_id, "store": ev.store, "event": ev.kind,
+                              "order_id": ev.order_id, "reference": ev.reference, "refund_id": ev.refund_id}
+    try:
+        outcome = _process(ctx, ev, payload, job)
+    except Wait as exc:
+        _reschedule_or_fail(ctx, job, ev, exc, fields, retryable=False)
+        raise
+    except (RetryableError, RedisError) as exc:
+        _reschedule_or_fail(ctx, job, ev, exc, fields, retryable=True)
+        raise
+    except (PermanentError, MappingError, JobFailed) as exc:
+        reason = _failure_reason(exc)
+        _fail(ctx, job, ev, reason, fields)
+        raise JobFailed(reason) from None
+    finally:
+        fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
+    fields.update(outcome.model_dump(exclude_none=True))
+    log(logger, "job", **fields)
+    return outcome.model_dump()
+
+
+def _failure_reason(exc: Exception) -> str:
+    if isinstance(exc, MappingError):
+        return f"cannot read the order: {exc}"
+    if isinstance(exc, PermanentError):
+        return f"Loyalty.lt refused: {exc}"
+    return str(exc)
+
+
+def _reschedule_or_fail(ctx: WorkerContext, job: Job | None, ev: Event, exc: Exception,
+                        fields: dict[str, Any], retryable: bool) -> None:
+    """Set when the job comes back; past the retry window it fails with the last reason instead."""
+    if job is None:
+        return
+    if retryable:
+        retry_after = getattr(exc, "retry_after", None)
+        delay = ctx.retry_policy.retry(job, retry_after)
+    else:
+        delay = ctx.retry_policy.wait(job, exc.delay if isinstance(exc, Wait) and exc.delay is not None
+                                      else ctx.settings.wait_delay)
+    if delay is None:
+        reason = f"gave up after {ctx.settings.retry_window}s of retries: {exc}"
+        _fail(ctx, job, ev, reason, fields)
+        raise JobFailed(reason) from exc
+    fields.update(outcome="retry" if retryable else "wait", reason=str(exc), retry_in_s=delay,
+                  attempt=ctx.retry_policy.attempts(job))
+    log(logger, "job", logging.WARNING if retryable else logging.INFO, **fields)
+
+
+def _fail(ctx: WorkerContext, job: Job | None, ev: Event, reason: str, fields: dict[str, Any]) -> None:
+    """Record a permanent failure in the ledger and on the job, where ``bridge failed`` reads it."""
+    if job is not None:
+        job.meta["failure_reason"] = reason
+        job.retries_left = 0
+        job.save_meta()
+    reference = ev.reference or ctx.events.reference_for(ev.store, ev.order_id)
+    if reference:
+        ctx.ledger.record_failure(ev.store, reference, ev.kind, reason, job.id if job else None)
+    fields.update(outcome="failed", reason=reason)
+    log(logger, "job", logging.ERROR, **fields)
+
+
+def _process(ctx: WorkerContext, ev: Event, payload: str, job: Job | None) -> Outcome:
+    store = ctx.stores.get(ev.store)
+    if store is None:
+        raise JobFailed(f"store {ev.store!r} is not configured in this worker")
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        raise JobFailed("the kept payload is not JSON") from None
+    job_id = job.id if job else ev.job_id
+    if ev.kind == "paid":
+        return _award(ctx, store, ADAPTERS[store.platform].map_order(data, store), job_id)
+    if ev.kind == "refund":
+        if ev.refund_id is None:
+            raise JobFailed("refund event without a refund id")
+        refund = ADAPTERS[store.platform].map_refund(data, ev.refund_id, store)
+        return _take_back(ctx, store, ev, refund, job_id, data)
+    order_id, reference = ADAPTERS[store.platform].order_reference(data, store)
+    cancel = Refund(store=store.id, platform=store.platform, order_id=order_id, reference=reference,
+                    refund_id=CANCEL, amount=ZERO, reason="order cancelled")
+    return _take_back(ctx, store, ev, cancel, job_id, data)
+
+
+# --- awards ---------------------------------------------------------------------------------------
+
+def create_request(order: Order, store: StoreConfig) -> CreateTransactionRequest:
+    """The create-transaction call for a paid order (gift cards neither earn nor appear as items)."""
+    items = [CartItem(product_id=line.product_id, product_name=line.name, quantity=line.quantity,
+                      unit_price=line.unit_price, total_price=line.total, sku=line.sku)
+             for line in order.lines if not line.gift_card]
+    return CreateTransactionRequest(
+        user_email=order.email, order_id=order.reference, order_total=order.points_base(store),
+        currency=order.currency, shop_id=store.shop_id, partner_card_id=store.partner_card_id,
+        points_redeemed=order.points_redeemed or None,
+        points_discount_amount=order.points_discount if order.points_redeemed else None,
+        cart_items=items,
+        meta_data={"platform": order.platform, "store": store.id, "platform_order_id": order.order_id,
+                   "items_count": len(items)},
+    )
+
+
+def _award_from_list(tx: Transaction, order: Order, base: Decimal, source: str) -> Award:
+    return Award(
+        transaction_id=tx.id, points=tx.points or 0, base=base, order_total=order.total,
+        currency=tx.currency or order.currency, order_id=order.order_id, at=utcnow(),
+        user_id=tx.user.id if tx.user else None, loyalty_card_id=tx.loyalty_card.id if tx.loyalty_card else None,
+        source=source,
+    )
+
+
+def _find_purchase(client: LoyaltyClient, reference: str) -> Transaction | None:
+    found = client.find_transactions(reference_number=reference, type="purchase")
+    return found[0] if found else None
+
+
+def _award(ctx: WorkerContext, store: StoreConfig, order: Order, job_id: str) -> Outcome:
+    reference = order.reference
+    ctx.events.index_order(store.id, order.order_id, reference)
+    with ctx.ledger.order_lock(store.id, reference) as locked:
+        if not locked:
+            raise Wait(f"order {reference} is busy with another job")
+        record = ctx.ledger.get(store.id, reference)
+        if record.award is not None:
+            return Outcome(outcome="already awarded", reference=reference, points=record.award.points,
+                           transaction_id=record.award.transaction_id)
+        if record.skipped is not None:
+            return Outcome(outcome="already skipped", reference=reference, reason=record.skipped.reason)
+        reason = order.skip_reason(store)
+        if reason is not None:
+            ctx.ledger.record_skip(store.id, reference, "paid", reason)
+            return Outcome(outcome="skipped", reference=reference, reason=reason)
+
+        client = ctx.client(store)
+        base = order.points_base(store)
+        if AWARD in record.inflight:
+            # An earlier attempt may have landed before its worker died: ask before calling again.
+            landed = _find_purchase(client, reference)
+            if landed is not None:
+                award = _award_from_list(landed, order, base, "recovered")
+                ctx.ledger.record_award(store.id, reference, award)
+                return Outcome(outcome="awarded", reference=reference, points=award.points,
+                               transaction_id=award.transaction_id, reason="recovered: the earlier call had landed")
+        ctx.ledger.mark_in_flight(store.id, reference, AWARD, job_id)
+        try:
+            result = client.create_transaction(create_request(order, store))
+        except AlreadyDone:
+            landed = _find_purchase(client, reference)
+            if landed is None:
+                raise RetryableError(f"Loyalty.lt says {reference} was already processed but does not list it yet",
+                                     status=409) from None
+            award = _award_from_list(landed, order, base, "already existed")
+        else:
+            award = Award(
+                transaction_id=result.transaction_id, points=result.points_awarded or 0, base=base,
+                order_total=order.total, currency=result.currency or order.currency, order_id=order.order_id,
+                at=utcnow(), user_id=result.user_id, loyalty_card_id=result.loyalty_card_id,
+            )
+        ctx.ledger.record_award(store.id, reference, award)
+    log(logger, "awarded", store=store.id, reference=reference, email=mask_email(order.email), points=award.points)
+    return Outcome(outcome="awarded", reference=reference, points=award.points, transaction_id=award.transaction_id)
+
+
+# --- refunds and cancellations --------------------------------------------------------------------
+
+def _paid_job_pending(ctx: WorkerContext, ev: Event) -> bool:
+    """Whether the order's paid job exists and has not finished (so its award may still come)."""
+    paid_id = Event(store=ev.store, platform=ev.platform, kind="paid", order_id=ev.order_id).job_id
+    try:
+        status = Job.fetch(paid_id, connection=ctx.connection).get_status()
+    except NoSuchJobError:
+        return False
+    return status != JobStatus.FINISHED
+
+
+def _find_deduction(client: LoyaltyClient, reference: str, refund_id: str) -> Transaction | None:
+    for tx in client.find_transactions(reference_number=reference, type="refund"):
+        meta = tx.metadata or {}
+        if str(meta.get("refund_id", "")) == refund_id:
+            return tx
+    return None
+
+
+def _record_nothing(ctx: WorkerContext, store: StoreConfig, reference: str, refund: Refund, kind: str,
+                    outcome: str, note: str) -> Outcome:
+    """Remember a refund that takes back no points, so a redelivery does not reconsider it."""
+    applied = AppliedRefund(points=0, amount=refund.amount, at=utcnow(), kind=kind, source=note)
+    ctx.ledger.record_refund(store.id, reference, refund.refund_id, applied)
+    return Outcome(outcome=outcome, reference=reference, points=0, reason=note)
+
+
+def _take_back(ctx: WorkerContext, store: StoreConfig, ev: Event, refund: Refund, job_id: str,
+               data: dict[str, Any]) -> Outcome:
+    reference = ev.reference or refund.reference or ctx.events.reference_for(store.id, ev.order_id)
+    if reference is None:
+        raise Wait(f"order #{ev.order_id} has not been seen yet: waiting for its paid webhook")
+    kind = "cancel" if refund.refund_id == CANCEL else "refund"
+    with ctx.ledger.order_lock(store.id, reference) as locked:
+        if not locked:
+            raise Wait(f"order {reference} is busy with another job")
+        record = ctx.ledger.get(store.id, reference)
+        if refund.refund_id in record.refunds:
+            done = record.refunds[refund.refund_id]
+            return Outcome(outcome="already applied", reference=reference, points=done.points,
+                           transaction_id=done.transaction_id)
+        if record.award is None:
+            if record.skipped is not None:
+                return _record_nothing(ctx, store, reference, refund, kind, "skipped",
+                                       f"the order earned nothing ({record.skipped.reason})")
+            if _paid_job_pending(ctx, ev):
+                raise Wait(f"{kind} of {reference} waits for the order's points to be awarded")
+            return _record_nothing(ctx, store, reference, refund, kind, "skipped", "the order was never awarded here")
+        if kind == "cancel":
+            refund = refund.model_copy(update={"amount": money(max(record.award.order_total - record.amount_refunded,
+                                                                   ZERO))})
+        points = record.points_for_refund(refund.amount, everything=kind == "cancel")
+        if points <= 0:
+            note = "no money refunded" if refund.amount <= 0 else "nothing left to take back"
+            return _record_nothing(ctx, store, reference, refund, kind, "nothing to take back", note)
+        return _deduct(ctx, store, reference, record, refund, kind, points, job_id, data)
+
+
+def _deduct(ctx: WorkerContext, store: StoreConfig, reference: str, record: LedgerRecord, refund: Refund,
+            kind: str, points: int, job_id: str, data: dict[str, Any]) -> Outcome:
+    client = ctx.client(store)
+    op = f"refund:{refund.refund_id}"
+    award = record.award
+    assert award is not None
+    if op in record.inflight:
+        landed = _find_deduction(client, reference, refund.refund_id)
+        if landed is not None:
+            applied = AppliedRefund(points=abs(landed.points or points), amount=refund.amount, at=utcnow(),
+                                    transaction_id=landed.id, kind=kind, source="recovered")
+            ctx.ledger.record_refund(store.id, reference, refund.refund_id, applied)
+            return Outcome(outcome="deducted", reference=reference, points=applied.points,
+                           transaction_id=landed.id, reason="recovered: the earlier call had landed")
+    ctx.ledger.mark_in_flight(store.id, reference, op, job_id)
+    email = _customer_email(store, data)
+    result = client.deduct_points(DeductPointsRequest(
+        user_id=award.user_id, user_email=email if award.user_id is None else None, order_id=reference,
+        refund_id=refund.refund_id, points=points, refund_amount=refund.amount,
+        currency=refund.currency or award.currency, reason=refund.reason or kind,
+        meta_data={"platform": store.platform, "store": store.id, "platform_order_id": award.order_id,
+                   "refund_id": refund.refund_id, "kind": kind},
+    ))
+    applied = AppliedRefund(points=points, amount=refund.amount, at=utcnow(), transaction_id=result.transaction_id,
+                            kind=kind)
+    ctx.ledger.record_refund(store.id, reference, refund.refund_id, applied)
+    return Outcome(outcome="deducted", reference=reference, points=points, transaction_id=result.transaction_id)
+
+
+def _customer_email(store: StoreConfig, data: dict[str, Any]) -> str | None:
+    """The customer's email from an order payload, when the payload is an order (not a refund)."""
+    try:
+        return ADAPTERS[store.platform].map_order(data, store).email
+    except MappingError:
+        return None
