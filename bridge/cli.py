@@ -1,0 +1,416 @@
+"""The ``bridge`` command: one small function per command, the work done by the modules they call."""
+
+from __future__ import annotations
+
+import json
+import sys
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+from redis import Redis
+
+from config.log_format import setup_logging
+from config.settings import Settings
+from config.stores import ConfigError, Stores, load_stores
+from workers.connection import connect
+
+if TYPE_CHECKING:
+    from bridge.devenv import DevSession
+    from workers.context import WorkerContext
+
+
+class CliState:
+    """Settings, stores and Redis, built on first use so ``bridge --help`` needs none of them."""
+
+    def __init__(self, stores_file: Path | None) -> None:
+        self.stores_file = stores_file
+
+    @cached_property
+    def settings(self) -> Settings:
+        settings = Settings()
+        if self.stores_file is not None:
+            settings = settings.model_copy(update={"stores_file": self.stores_file})
+        elif not settings.redis_url and not settings.stores_file.exists() and self.dev_session is not None:
+            # Nothing configured here, but `bridge dev` runs: talk to its Redis and stores.
+            settings = settings.model_copy(update={"redis_url": self.dev_session.redis_url,
+                                                   "stores_file": Path(self.dev_session.stores_file)})
+        return settings
+
+    @cached_property
+    def dev_session(self) -> DevSession | None:
+        from bridge.devenv import DevSession
+
+        return DevSession.load()
+
+    @cached_property
+    def stores(self) -> Stores:
+        try:
+            return load_stores(self.settings.stores_file)
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    @cached_property
+    def connection(self) -> Redis:
+        if not self.settings.redis_url:
+            raise click.ClickException("REDIS_URL is not set (`bridge dev` starts an embedded Redis for you)")
+        return connect(self.settings.redis_url)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--stores", "stores_file", type=click.Path(path_type=Path), default=None,
+              help="Stores file (default: $BRIDGE_STORES_FILE or config/stores.toml).")
+@click.pass_context
+def main(ctx: click.Context, stores_file: Path | None) -> None:
+    """loyalty-bridge: shop webhooks in, Loyalty.lt points out."""
+    ctx.obj = CliState(stores_file)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.pass_obj
+def web(state: CliState, host: str, port: int) -> None:
+    """Serve the intake with the development server (production: the Procfile's gunicorn)."""
+    from bridge.app import create_app
+
+    setup_logging(state.settings.log_level)
+    try:
+        app = create_app(state.settings, state.stores, state.connection)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    app.run(host=host, port=port, threaded=True)
+
+
+@main.command()
+@click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
+@click.option("--processes", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Worker processes (RQ's worker pool).")
+@click.option("--fork", is_flag=True, help="Run each job in its own process (RQ's forking worker).")
+@click.pass_obj
+def worker(state: CliState, burst: bool, processes: int, fork: bool) -> None:
+    """Process queued events: award points, take them back."""
+    from workers.context import WorkerContext
+    from workers.worker import run_worker
+
+    setup_logging(state.settings.log_level)
+    ctx = WorkerContext.build(state.settings, state.stores, state.connection)
+    run_worker(ctx, burst=burst, processes=processes, fork=fork, logging_level=state.settings.log_level)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--sandbox-port", default=8787, show_default=True, type=int)
+@click.option("--sandbox", "force_sandbox", is_flag=True,
+              help="Send your stores' calls to the local sandbox instead of Loyalty.lt.")
+@click.pass_obj
+def dev(state: CliState, host: str, port: int, sandbox_port: int, force_sandbox: bool) -> None:
+    """Everything on this machine: Redis, the sandbox, the web app and a worker. Ctrl-C stops it all."""
+    from bridge.devenv import run_dev
+
+    settings = Settings()
+    if state.stores_file is not None:
+        settings = settings.model_copy(update={"stores_file": state.stores_file})
+    setup_logging(settings.log_level)
+    try:
+        run_dev(settings, host=host, port=port, sandbox_port=sandbox_port, force_sandbox=force_sandbox,
+                echo=lambda line: click.secho(line, fg="green", err=True))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8787, show_default=True, type=int)
+@click.option("--latency-ms", default=0, show_default=True, type=int, help="Added to every answer.")
+@click.option("--error-rate", default=0.0, show_default=True, type=float, help="Share of 500 answers.")
+@click.option("--timeout-rate", default=0.0, show_default=True, type=float, help="Share of hung requests.")
+@click.option("--rate-limit", default=60, show_default=True, type=int, help="Requests per minute per key (0: off).")
+@click.option("--api-key", default="lty_sandbox_demo", show_default=True)
+@click.option("--api-secret", default="sandbox-secret", show_default=True)
+def sandbox(host: str, port: int, latency_ms: int, error_rate: float, timeout_rate: float, rate_limit: int,
+            api_key: str, api_secret: str) -> None:
+    """A local Loyalty.lt Shop API, for trying the bridge without an account (see /_sandbox/state)."""
+    from bridge.sandbox import PartnerCredentials, SandboxConfig, serve_forever
+
+    config = SandboxConfig(partners=[PartnerCredentials(api_key=api_key, api_secret=api_secret, partner_id=1,
+                                                        name="Sandbox Partner")],
+                           latency_ms=latency_ms, error_rate=error_rate, timeout_rate=timeout_rate,
+                           rate_limit_per_minute=rate_limit)
+    serve_forever(config, host, port, announce=lambda url: click.echo(f"Loyalty.lt sandbox on {url}", err=True))
+
+
+@main.command("send-test")
+@click.argument("store_id")
+@click.option("--event", type=click.Choice(["paid", "refund"]), default="paid", show_default=True)
+@click.option("--order", "order_id", type=int, help="Order id (default: a new one; give it for a refund).")
+@click.option("--email", default="send-test@example.com", show_default=True, help="The sample customer.")
+@click.option("--url", help="The bridge's address (default: the running `bridge dev`, else http://127.0.0.1:8000).")
+@click.pass_obj
+def send_test(state: CliState, store_id: str, event: str, order_id: int | None, email: str, url: str | None) -> None:
+    """Sign a realistic sample webhook with the store's secret and send it through the whole chain."""
+    import requests
+
+    from bridge.samples import sample_webhook
+    from workers.platforms import ADAPTERS
+
+    _pick_stores(state, store_id)
+    store = state.stores[store_id]
+    if event == "refund" and order_id is None:
+        raise click.UsageError("a refund needs --order (the id a paid send-test printed)")
+    base = url or (state.dev_session.web_url if state.dev_session else "http://127.0.0.1:8000")
+    sample = sample_webhook(store, event, order_id, email)
+    try:
+        resp = requests.post(base.rstrip("/") + sample.path, data=sample.body, headers=sample.headers, timeout=10)
+    except requests.RequestException as exc:
+        raise click.ClickException(f"cannot reach the bridge at {base}: {type(exc).__name__}") from None
+    click.echo(f"Sent {sample.description} to {base}{sample.path}: {resp.status_code} {resp.text.strip()}")
+    if resp.status_code >= 300:
+        sys.exit(1)
+    if event == "paid":
+        payload = json.loads(sample.body)
+        _, reference = ADAPTERS[store.platform].order_reference(payload, store)
+        click.echo(f"Follow it:  bridge status {reference} --store {store.id}")
+        click.echo(f"Refund it:  bridge send-test {store.id} --event refund --order {sample.order_id}")
+
+
+@main.command()
+@click.pass_obj
+def check(state: CliState) -> None:
+    """Validate the stores file and each store's Loyalty.lt credentials; exit 1 if any is wrong."""
+    from workers.context import client_for
+    from workers.loyalty import LoyaltyError
+
+    stores = state.stores
+    if not stores:
+        raise click.ClickException(f"no stores: {stores.source}")
+    click.echo(f"Stores from {stores.source}")
+    bad = 0
+    for store in stores.values():
+        client = client_for(state.settings, store)
+        try:
+            info = client.validate_credentials()
+        except LoyaltyError as exc:
+            bad += 1
+            click.echo(f"  {store.id:<20} FAIL  {exc}")
+            continue
+        partner = info.partner.name if info.partner else "?"
+        click.echo(f"  {store.id:<20} ok    {store.platform}, partner {partner!r} ({info.environment or '?'})")
+    if bad:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--store", required=True, help="The store to reconcile.")
+@click.option("--since", required=True, type=click.DateTime(["%Y-%m-%d"]), help="First day (YYYY-MM-DD, UTC).")
+@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Last day (default: today).")
+@click.option("--fix", "apply_fix", is_flag=True, help="Enqueue what is missing.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def reconcile(state: CliState, store: str, since: Any, until: Any, apply_fix: bool, as_json: bool) -> None:
+    """Compare Loyalty.lt's transactions with the ledger. Exit 2 when anything differs."""
+    from bridge.tables import table
+    from workers.loyalty import LoyaltyError
+    from workers.reconcile import fix, reconcile as compare
+
+    _pick_stores(state, store)
+    ctx = _context(state)
+    config = state.stores[store]
+    try:
+        differences = compare(ctx, config, since.date(), until.date() if until else None)
+        if apply_fix:
+            for difference in differences:
+                difference.fixed = fix(ctx, config, difference)
+    except LoyaltyError as exc:
+        raise click.ClickException(f"Loyalty.lt: {exc}") from None
+    if as_json:
+        _echo_json([d.model_dump() for d in differences])
+    elif differences:
+        columns = ["kind", "reference", "points_here", "points_there", "detail"] + (["fixed"] if apply_fix else [])
+        click.echo(table([d.model_dump() for d in differences], columns))
+    else:
+        click.echo(f"{store}: the ledger and Loyalty.lt agree.")
+    if differences:
+        sys.exit(2)
+
+
+def run() -> None:
+    """Entry point that turns configuration errors into one line and exit code 1."""
+    try:
+        main()
+    except ConfigError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
+
+
+# --- ops ------------------------------------------------------------------------------------------
+
+def _context(state: CliState) -> WorkerContext:
+    from workers.context import WorkerContext
+
+    return WorkerContext.build(state.settings, state.stores, state.connection)
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def _pick_stores(state: CliState, store: str | None) -> list[str]:
+    if store is None:
+        return list(state.stores)
+    if store not in state.stores:
+        raise click.ClickException(f"no store {store!r} (stores: {', '.join(state.stores) or 'none'})")
+    return [store]
+
+
+@main.command()
+@click.argument("reference")
+@click.option("--store", help="The store (default: every store that knows the reference).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def status(state: CliState, reference: str, store: str | None, as_json: bool) -> None:
+    """The whole story of one order: ledger, jobs, deliveries. Exit 1 if unknown, 2 if it failed."""
+    from workers.ops import order_story
+
+    ctx = _context(state)
+    stories = [order_story(ctx.connection, ctx.events, ctx.ledger, sid, reference) for sid in _pick_stores(state, store)]
+    found = [s for s in stories if s.found]
+    if as_json:
+        _echo_json([s.model_dump(mode="json") for s in found])
+    elif not found:
+        click.echo(f"{reference}: nothing known in {', '.join(s.store for s in stories) or 'any store'}")
+    for story in [] if as_json else found:
+        _print_story(story)
+    if not found:
+        sys.exit(1)
+    if any(s.troubled for s in found):
+        sys.exit(2)
+
+
+def _print_story(story: Any) -> None:
+    from bridge.tables import table
+
+    ledger = story.ledger
+    click.echo(f"{story.reference} ({story.store}, platform order {story.order_id or '?'})")
+    if ledger.award:
+        a = ledger.award
+        click.echo(f"  awarded   {a.points} points for {a.base} {a.currency} "
+                   f"(transaction {a.transaction_id}, {a.at}, {a.source})")
+    for refund_id, r in sorted(ledger.refunds.items()):
+        click.echo(f"  {r.kind:<9} {refund_id}: -{r.points} points for {r.amount} ({r.at}"
+                   f"{', transaction ' + str(r.transaction_id) if r.transaction_id else ''}"
+                   f"{', ' + r.source if r.source != 'created' else ''})")
+    if ledger.award:
+        click.echo(f"  remaining {ledger.points_remaining} points")
+    if ledger.skipped:
+        click.echo(f"  skipped   {ledger.skipped.reason} ({ledger.skipped.at})")
+    if ledger.failed:
+        click.echo(f"  FAILED    {ledger.failed.event}: {ledger.failed.reason} ({ledger.failed.at})")
+    for op, mark in ledger.inflight.items():
+        click.echo(f"  in flight {op} since {mark.at}")
+    if story.jobs:
+        click.echo("  jobs:")
+        rows = [{"job": j.job_id, "status": j.status, "attempts": j.attempts,
+                 "result": (j.outcome or {}).get("outcome"), "last error": j.last_error} for j in story.jobs]
+        click.echo("    " + table(rows, ["job", "status", "attempts", "result", "last error"]).replace("\n", "\n    "))
+        click.echo("  deliveries:")
+        for job in story.jobs:
+            for arrival in job.arrivals:
+                click.echo(f"    {arrival['at']}  {job.event:<7} {arrival['outcome']:<9} "
+                           f"{arrival['topic']} {arrival['delivery_id']}")
+
+
+@main.command()
+@click.option("--store", help="Only this store's failed jobs.")
+@click.option("--since", help="Only failures newer than this: 2h, 30m, 3d, or an ISO date.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def failed(state: CliState, store: str | None, since: str | None, as_json: bool) -> None:
+    """Failed jobs, with the reason. Exit 2 when there are any."""
+    from bridge.tables import table
+    from workers.ops import failed_jobs, parse_since, view
+
+    ctx = _context(state)
+    jobs = failed_jobs(ctx.events.queue, store, parse_since(since) if since else None)
+    rows = [{"store": v.store, "reference": v.reference, "event": v.event, "reason": v.last_error,
+             "attempts": v.attempts, "failed at": v.ended_at, "job": v.job_id} for v in map(view, jobs)]
+    if as_json:
+        _echo_json(rows)
+    elif rows:
+        click.echo(table(rows, ["store", "reference", "event", "reason", "attempts", "failed at", "job"]))
+    else:
+        click.echo("No failed jobs.")
+    if rows:
+        sys.exit(2)
+
+
+@main.command()
+@click.argument("references", nargs=-1)
+@click.option("--failed", "replay_failed", is_flag=True, help="Replay every failed job (with --store/--since).")
+@click.option("--store", help="The store (required with references).")
+@click.option("--since", help="With --failed: only failures newer than this (2h, 3d, an ISO date).")
+@click.option("--event", type=click.Choice(["paid", "refund", "cancel"]), help="Only this event of the orders.")
+@click.option("--dry-run", is_flag=True, help="Say what would be replayed, change nothing.")
+@click.option("--wait", default=120.0, show_default=True, type=float,
+              help="Seconds to wait for the workers' results (0: just queue them).")
+@click.pass_obj
+def replay(state: CliState, references: tuple[str, ...], replay_failed: bool, store: str | None, since: str | None,
+           event: str | None, dry_run: bool, wait: float) -> None:
+    """Run jobs again from their kept payloads. Idempotent: what is already done stays as it is."""
+    from workers.ops import already_done, failed_jobs, fetch_jobs, parse_since, requeue, wait_for
+
+    if replay_failed == bool(references):
+        raise click.UsageError("give either --failed or one or more references")
+    ctx = _context(state)
+    queue = ctx.events.queue
+    if replay_failed:
+        jobs = failed_jobs(queue, store, parse_since(since) if since else None)
+    else:
+        if store is None:
+            raise click.UsageError("--store is required with references")
+        _pick_stores(state, store)
+        jobs = []
+        for reference in references:
+            order_id = ctx.events.order_id_for(store, reference)
+            found = fetch_jobs(ctx.connection, ctx.events.job_ids_for(store, order_id)) if order_id else []
+            if not found:
+                click.echo(f"{reference}: no kept payload (unknown here, or older than the retention period)")
+            jobs += found
+    if event:
+        jobs = [j for j in jobs if j.meta.get("kind") == event]
+
+    summary = {"replayed": 0, "already done": 0, "still failing": 0, "not finished yet": 0}
+    to_wait: list[str] = []
+    for job in jobs:
+        label = job.description or job.id
+        done = already_done(ctx.ledger, job)
+        if done:
+            click.echo(f"{label}: {done}, nothing to replay")
+            summary["already done"] += 1
+            if not dry_run and job.get_status() == "failed":
+                job.delete()  # its outcome is in the ledger; the failure no longer needs anyone
+            continue
+        if dry_run:
+            click.echo(f"{label}: would replay ({job.get_status()})")
+            continue
+        requeue(queue, job, ctx.retry_policy)
+        to_wait.append(job.id)
+    if dry_run:
+        click.echo(f"Dry run: {len(jobs) - summary['already done']} to replay, {summary['already done']} already done.")
+        return
+    if to_wait and wait > 0:
+        with click.progressbar(length=len(to_wait), label="Replaying") as bar:
+            for _, job in wait_for(ctx.connection, to_wait, wait):
+                bar.update(1)
+                status_ = job.get_status() if job else None
+                summary["replayed" if status_ == "finished" else "still failing"] += 1
+        summary["not finished yet"] = len(to_wait) - summary["replayed"] - summary["still failing"]
+    else:
+        summary["not finished yet"] = len(to_wait)
+    click.echo(", ".join(f"{name}: {count}" for name, count in summary.items()))
+    if summary["not finished yet"] and wait > 0:
+        click.echo("Some jobs did not finish in time: is a worker running (bridge worker)?")
+    if summary["still failing"]:
+        sys.exit(2)

@@ -1,0 +1,90 @@
+"""Prometheus metrics: what the intake, the jobs and the Loyalty.lt calls did, and the queue depths.
+
+Counters and histograms are prometheus-client objects, updated where things happen. Under gunicorn
+(several processes) they are aggregated through ``PROMETHEUS_MULTIPROC_DIR`` (set by
+``bridge/gunicorn_conf.py``). Queue depths and the failed count are read from Redis at scrape time
+(:class:`QueueCollector`), so they are right whichever process is scraped.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import REGISTRY, GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+from redis import Redis
+from redis.exceptions import RedisError
+from rq import Queue
+from rq.registry import DeferredJobRegistry, FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+
+WEBHOOKS = Counter("bridge_webhooks_total", "Webhook deliveries by platform, store and outcome.",
+                   ["platform", "store", "outcome"])
+WEBHOOK_SECONDS = Histogram("bridge_webhook_seconds", "Time to answer a webhook.", ["platform"],
+                            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0))
+JOBS = Counter("bridge_jobs_total", "Jobs by event and outcome.", ["event", "outcome"])
+API_SECONDS = Histogram("bridge_loyalty_request_seconds", "Loyalty.lt call latency by endpoint.", ["endpoint"],
+                        buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0))
+API_RESPONSES = Counter("bridge_loyalty_responses_total", "Loyalty.lt answers by endpoint and status code "
+                        "(status 0: no answer, e.g. a timeout).", ["endpoint", "status"])
+
+
+def observe_webhook(fields: dict[str, Any]) -> None:
+    """Count one answered webhook (the intake's log fields)."""
+    outcome = str(fields.get("outcome", "unknown"))
+    if fields.get("http_status") in (401, 404, 413, 400, 503):
+        outcome = f"rejected_{fields['http_status']}"
+    # Unknown store ids come from the internet: do not let them create label values.
+    store = str(fields.get("store")) if fields.get("http_status") != 404 else "unknown"
+    WEBHOOKS.labels(str(fields.get("platform", "unknown")), store, outcome).inc()
+    if "duration_ms" in fields:
+        WEBHOOK_SECONDS.labels(str(fields.get("platform", "unknown"))).observe(float(fields["duration_ms"]) / 1000)
+
+
+def observe_job(event: str, outcome: str) -> None:
+    """Count one job run by its outcome (awarded, skipped, retry, wait, failed, ...)."""
+    JOBS.labels(event, outcome).inc()
+
+
+def observe_api(endpoint: str, status: int | None, seconds: float) -> None:
+    """Record one Loyalty.lt call (the client's ``on_response`` hook)."""
+    API_SECONDS.labels(endpoint).observe(seconds)
+    API_RESPONSES.labels(endpoint, str(status or 0)).inc()
+
+
+class QueueCollector(Collector):
+    """Queue depths by state and the failed count, read from Redis when scraped."""
+
+    def __init__(self, connection: Redis, queue_name: str) -> None:
+        self.connection = connection
+        self.queue_name = queue_name
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        depth = GaugeMetricFamily("bridge_queue_jobs", "Jobs of the bridge's queue by state.",
+                                  labels=["queue", "state"])
+        queue = Queue(self.queue_name, connection=self.connection)
+        registries = {"scheduled": ScheduledJobRegistry, "started": StartedJobRegistry,
+                      "deferred": DeferredJobRegistry, "failed": FailedJobRegistry}
+        try:
+            depth.add_metric([self.queue_name, "queued"], queue.count)
+            for state, registry in registries.items():
+                depth.add_metric([self.queue_name, state], registry(queue=queue).get_job_count(cleanup=False))
+        except RedisError:
+            return
+        yield depth
+
+
+def render(connection: Redis, queue_name: str) -> tuple[bytes, str]:
+    """The metrics page: this process's (or all gunicorn processes') metrics plus the queue gauges."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged)
+        page = generate_latest(merged)
+    else:
+        page = generate_latest(REGISTRY)
+    queues = CollectorRegistry()
+    queues.register(QueueCollector(connection, queue_name))
+    return page + generate_latest(queues), CONTENT_TYPE_LATEST

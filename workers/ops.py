@@ -1,0 +1,176 @@
+"""What the people on call ask: the story of an order, the failed jobs, and replaying them.
+
+The CLI renders these; they read the same ledger, event queue and RQ registries the jobs use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel
+from redis import Redis
+from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+from rq.registry import FailedJobRegistry
+
+from workers.event_queue import EventQueue
+from workers.ledger import Ledger, LedgerRecord
+from workers.retrying import MAX_ATTEMPTS, RetryPolicy
+
+
+class JobView(BaseModel):
+    """One job as ops see it."""
+
+    job_id: str
+    store: str | None
+    event: str | None
+    reference: str | None
+    status: str
+    attempts: int
+    enqueued_at: datetime | None
+    ended_at: datetime | None
+    last_error: str | None
+    outcome: dict[str, Any] | None = None
+    arrivals: list[dict[str, str]] = []
+
+
+class OrderStory(BaseModel):
+    """Everything the bridge knows about one order of one store."""
+
+    store: str
+    reference: str
+    order_id: str | None
+    ledger: LedgerRecord
+    jobs: list[JobView]
+
+    @property
+    def found(self) -> bool:
+        return self.ledger.exists or bool(self.jobs)
+
+    @property
+    def troubled(self) -> bool:
+        """Whether something needs a person: a failure in the ledger or a failed job."""
+        return self.ledger.failed is not None or any(j.status == JobStatus.FAILED for j in self.jobs)
+
+
+def last_error(job: Job) -> str | None:
+    """The reason a job last failed, in one readable line."""
+    reason = job.meta.get("failure_reason")
+    if reason:
+        return str(reason)
+    result = job.latest_result()
+    text = getattr(result, "exc_string", None) if result is not None else None
+    if not text:
+        return None
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else None
+
+
+def view(job: Job, events: EventQueue | None = None) -> JobView:
+    """A job's state for ops, with its deliveries when ``events`` is given."""
+    meta = job.meta
+    status = job.get_status(refresh=False)
+    result = job.return_value(refresh=False) if status == JobStatus.FINISHED else None
+    return JobView(
+        job_id=job.id, store=meta.get("store"), event=meta.get("kind"), reference=meta.get("reference"),
+        status=str(status.value if status else "unknown"), attempts=RetryPolicy.attempts(job) + 1,
+        enqueued_at=job.enqueued_at, ended_at=job.ended_at,
+        last_error=last_error(job) if status in (JobStatus.FAILED, JobStatus.SCHEDULED) else None,
+        outcome=result if isinstance(result, dict) else None,
+        arrivals=[a.__dict__ for a in events.arrivals(job.id)] if events else [],
+    )
+
+
+def fetch_jobs(connection: Redis, job_ids: Iterable[str]) -> list[Job]:
+    """The jobs that still exist among ``job_ids``."""
+    return [job for job in Job.fetch_many(list(job_ids), connection=connection) if job is not None]
+
+
+def order_story(connection: Redis, events: EventQueue, ledger: Ledger, store: str, reference: str) -> OrderStory:
+    """The ledger record, the jobs (with state, attempts, last error) and the deliveries of an order."""
+    order_id = events.order_id_for(store, reference)
+    jobs = fetch_jobs(connection, events.job_ids_for(store, order_id)) if order_id else []
+    return OrderStory(store=store, reference=reference, order_id=order_id, ledger=ledger.get(store, reference),
+                      jobs=[view(job, events) for job in jobs])
+
+
+def parse_since(text: str) -> datetime:
+    """``2h``, ``30m``, ``3d`` ago, or an ISO date/time, as an aware UTC datetime."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if text and text[-1] in units and text[:-1].isdigit():
+        return datetime.now(UTC) - timedelta(seconds=int(text[:-1]) * units[text[-1]])
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def failed_jobs(queue: Queue, store: str | None = None, since: datetime | None = None) -> list[Job]:
+    """Failed jobs of the bridge's queue, oldest failure first, optionally of one store and recent ones."""
+    registry = FailedJobRegistry(queue=queue)
+    jobs = fetch_jobs(queue.connection, registry.get_job_ids())
+    chosen = [j for j in jobs if (store is None or j.meta.get("store") == store)
+              and (since is None or (j.ended_at and _aware(j.ended_at) >= since))]
+    return sorted(chosen, key=lambda j: _aware(j.ended_at) if j.ended_at else datetime.min.replace(tzinfo=UTC))
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def already_done(ledger: Ledger, job: Job) -> str | None:
+    """Why replaying this job would change nothing (the ledger already has its outcome), or None."""
+    meta = job.meta
+    reference = meta.get("reference")
+    if not reference:
+        return None
+    record = ledger.get(meta["store"], reference)
+    if meta.get("kind") == "paid":
+        if record.award:
+            return f"already awarded ({record.award.points} points, transaction {record.award.transaction_id})"
+        if record.skipped:
+            return f"already skipped ({record.skipped.reason})"
+        return None
+    refund_id = meta.get("refund_id") or "cancel"
+    if refund_id in record.refunds:
+        return f"already applied ({record.refunds[refund_id].points} points)"
+    return None
+
+
+def requeue(queue: Queue, job: Job, policy: RetryPolicy) -> None:
+    """Put a job back on the queue from its kept payload, with a fresh retry budget."""
+    job.meta["replayed_at"] = datetime.now(UTC).isoformat()
+    job.meta.pop("failure_reason", None)
+    job.retries_left = MAX_ATTEMPTS
+    job.retry_intervals = [policy.backoff(0)]
+    job.save()
+    status = job.get_status()
+    if status == JobStatus.FAILED:
+        FailedJobRegistry(queue=queue).requeue(job)
+    elif status not in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED):
+        queue.enqueue_job(job)
+
+
+def wait_for(connection: Redis, job_ids: list[str], timeout: float,
+             poll: float = 0.2) -> Iterator[tuple[str, Job | None]]:
+    """Yield each job as it finishes or fails (a job that vanished yields None), until ``timeout``."""
+    import time
+
+    pending = list(job_ids)
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        still = []
+        for job_id in pending:
+            try:
+                job = Job.fetch(job_id, connection=connection)
+            except NoSuchJobError:
+                yield job_id, None
+                continue
+            if job.get_status() in (JobStatus.FINISHED, JobStatus.FAILED):
+                yield job_id, job
+            else:
+                still.append(job_id)
+        pending = still
+        if pending:
+            time.sleep(poll)
