@@ -41,8 +41,9 @@ def create_app(settings: Settings | None = None, stores: Stores | None = None,
         connection = connect(settings.redis_url, timeout=INTAKE_REDIS_TIMEOUT)
 
     app = Flask("bridge")
-    # Werkzeug refuses larger bodies with 413 while reading them, whether or not Content-Length is set.
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    # Werkzeug refuses a larger Content-Length up front, and stops a chunked body at this length;
+    # one byte over the limit lets the intake tell "at the limit" from "over it" (see intake.py).
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     app.json.sort_keys = False  # type: ignore[attr-defined]
     intake = Intake(settings=settings, stores=stores, events=EventQueue(connection, settings),
                     observe=metrics.observe_webhook)

@@ -84,10 +84,14 @@ def receive(platform: str, store_id: str) -> Response:
     if adapter is None or store is None or store.platform != platform:
         return _answer(404, "error", fields, error=f"no {platform} store {store_id!r} here")
 
+    limit = intake.settings.max_body_bytes
     try:
         body = request.get_data(cache=False)
+        too_large = len(body) > limit
     except RequestEntityTooLarge:
-        return _answer(413, "error", fields, error=f"body over {intake.settings.max_body_bytes} bytes")
+        body, too_large = b"", True
+    if too_large:
+        return _answer(413, "error", fields, error=f"body over {limit} bytes")
     if adapter.is_ping(body):
         return _answer(200, "ok", fields, ping=True)
     if not verify(body, request.headers.get(adapter.SIGNATURE_HEADER), store.secrets):

@@ -128,3 +128,73 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture
 def store(stores: Stores) -> StoreConfig:
     return stores["coffee-woo"]
+
+
+# --- jobs: a real Redis and real RQ workers; only the far side of HTTP (Loyalty.lt) is faked ------
+
+API = "https://api.loyalty.test"
+
+
+class FakeApi:
+    """Loyalty.lt answers for ``responses``, and the calls the bridge made."""
+
+    def __init__(self, mock: Any) -> None:
+        self.mock = mock
+
+    def url(self, endpoint: str, locale: str = "en") -> str:
+        return f"{API}/{locale}/shop/{endpoint}"
+
+    def create_ok(self, points: int = 100, transaction_id: int = 9001, user_id: int = 77, locale: str = "en") -> None:
+        self.mock.post(self.url("transactions/create", locale), json={
+            "success": True, "message": "Points awarded successfully", "code": 200, "request_id": "r-1",
+            "data": {"transaction_id": transaction_id, "points_awarded": points, "points_balance": points,
+                     "loyalty_card_id": 501, "card_number": "000-000-501", "user_id": user_id,
+                     "order_total": 1.0, "currency": "EUR"}})
+
+    def deduct_ok(self, transaction_id: int = 9100, locale: str = "en") -> None:
+        self.mock.post(self.url("transactions/deduct-points", locale), json={
+            "success": True, "message": "Points deducted", "code": 200, "request_id": "r-2",
+            "data": {"transaction_id": transaction_id, "points_deducted": 1, "points_balance": 0}})
+
+    def error(self, endpoint: str, status: int, body: dict[str, Any] | None = None, method: str = "POST",
+              headers: dict[str, str] | None = None, locale: str = "en") -> None:
+        self.mock.add(method, self.url(endpoint, locale), status=status, headers=headers,
+                      json=body or {"success": False, "message": "error", "code": status})
+
+    def listing(self, transactions: list[dict[str, Any]], locale: str = "en") -> None:
+        self.mock.get(self.url("transactions", locale), json={
+            "success": True, "code": 200, "request_id": "r-3", "data": transactions,
+            "meta": {"current_page": 1, "last_page": 1, "per_page": 100, "total": len(transactions)}})
+
+    def calls(self, endpoint: str) -> list[Any]:
+        return [c for c in self.mock.calls if c.request.url.split("?")[0].endswith("/shop/" + endpoint)]
+
+    def bodies(self, endpoint: str) -> list[dict[str, Any]]:
+        return [json.loads(c.request.body) for c in self.calls(endpoint)]
+
+
+@pytest.fixture
+def api() -> Iterator[FakeApi]:
+    import responses
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield FakeApi(mock)
+
+
+@pytest.fixture
+def worker_ctx(settings: Settings, stores: Stores, redis_conn: Redis) -> Iterator[Any]:
+    """The context jobs run with, installed for this test."""
+    from workers import context
+    from workers.context import WorkerContext
+
+    ctx = WorkerContext.build(settings, stores, redis_conn)
+    context.install(ctx)
+    yield ctx
+    context.install(None)
+
+
+def run_jobs(ctx: Any) -> None:
+    """Work the queue until it is empty, with RQ's own (in-process) worker and scheduler."""
+    from workers.worker import run_worker
+
+    run_worker(ctx, burst=True)

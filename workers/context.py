@@ -7,6 +7,7 @@ Tests install their own.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from redis import Redis
@@ -15,9 +16,11 @@ from config.settings import Settings
 from config.stores import ConfigError, StoreConfig, Stores, load_stores
 from workers.connection import connect
 from workers.event_queue import EventQueue
+from workers.job_errors import Wait
 from workers.ledger import Ledger
 from workers.loyalty import LoyaltyClient
 from workers.metrics import observe_api
+from workers.ratelimit import ApiRateLimiter
 from workers.retrying import RetryPolicy
 
 @dataclass
@@ -30,6 +33,7 @@ class WorkerContext:
     ledger: Ledger
     events: EventQueue
     retry_policy: RetryPolicy
+    rate_limiter: ApiRateLimiter
     clients: dict[str, LoyaltyClient] = field(default_factory=dict)
 
     @classmethod
@@ -40,6 +44,7 @@ class WorkerContext:
             ledger=Ledger(connection, retention=settings.ledger_retention,
                           lock_timeout=settings.job_timeout + 60),
             events=EventQueue(connection, settings), retry_policy=RetryPolicy(settings),
+            rate_limiter=ApiRateLimiter(connection),
         )
 
     @classmethod
@@ -51,13 +56,24 @@ class WorkerContext:
         return cls.build(settings, load_stores(settings.stores_file), connect(settings.redis_url))
 
     def client(self, store: StoreConfig) -> LoyaltyClient:
-        """The store's Loyalty.lt client (one per store and process, so connections are reused)."""
+        """The store's Loyalty.lt client (one per store and process, so connections are reused).
+
+        Every call first takes a slot of the store's API key rate limit; when there is none, the
+        job waits (is rescheduled) instead of holding the worker.
+        """
         if store.id not in self.clients:
-            self.clients[store.id] = client_for(self.settings, store)
+            def take_slot() -> None:
+                delay = self.rate_limiter.acquire(store)
+                if delay > 0:
+                    raise Wait(f"rate limit of {store.rate_limit_per_minute}/min for {store.id}'s API key reached",
+                               delay)
+
+            self.clients[store.id] = client_for(self.settings, store, before_request=take_slot)
         return self.clients[store.id]
 
 
-def client_for(settings: Settings, store: StoreConfig) -> LoyaltyClient:
+def client_for(settings: Settings, store: StoreConfig,
+               before_request: Callable[[], None] | None = None) -> LoyaltyClient:
     """A Loyalty.lt client for ``store`` with the process's timeouts; calls are counted in metrics."""
     return LoyaltyClient(
         base_url=store.api_url or settings.loyalty_api_url,
@@ -67,6 +83,7 @@ def client_for(settings: Settings, store: StoreConfig) -> LoyaltyClient:
         connect_timeout=settings.api_connect_timeout,
         read_timeout=settings.api_read_timeout,
         on_response=observe_api,
+        before_request=before_request,
     )
 
 

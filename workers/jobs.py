@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from redis.exceptions import RedisError
@@ -25,6 +26,7 @@ from config.stores import StoreConfig
 from workers import context
 from workers.context import WorkerContext
 from workers.events import Event
+from workers.job_errors import JobFailed, Wait
 from workers.ledger import AWARD, AppliedRefund, Award, LedgerRecord, utcnow
 from workers.loyalty import (
     AlreadyDone,
@@ -40,20 +42,8 @@ from workers.orders import ZERO, MappingError, Order, Refund, mask_email, money
 from workers.platforms import ADAPTERS
 
 logger = logging.getLogger("workers.jobs")
+T = TypeVar("T")
 CANCEL = "cancel"
-
-
-class Wait(Exception):
-    """The job cannot proceed yet (nothing failed): it comes back later without using an attempt."""
-
-    def __init__(self, reason: str, delay: float | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.delay = delay
-
-
-class JobFailed(Exception):
-    """The job cannot succeed as it is; it ends in the failed registry with this reason."""
 
 
 class Outcome(BaseModel):
@@ -156,6 +146,20 @@ def _process(ctx: WorkerContext, ev: Event, payload: str, job: Job | None) -> Ou
     return _take_back(ctx, store, ev, cancel, job_id, data)
 
 
+def _marked_call(ctx: WorkerContext, store: str, reference: str, op: str, job_id: str, call: Callable[[], T]) -> T:
+    """Make an API call with the ledger's in-flight mark set around it.
+
+    If the worker dies mid-call, the mark tells the retry to ask Loyalty.lt before calling again.
+    A call that never left (it waited for a rate-limit slot) takes its mark back.
+    """
+    ctx.ledger.mark_in_flight(store, reference, op, job_id)
+    try:
+        return call()
+    except Wait:
+        ctx.ledger.clear_in_flight(store, reference, op)
+        raise
+
+
 # --- awards ---------------------------------------------------------------------------------------
 
 def create_request(order: Order, store: StoreConfig) -> CreateTransactionRequest:
@@ -215,9 +219,9 @@ def _award(ctx: WorkerContext, store: StoreConfig, order: Order, job_id: str) ->
                 ctx.ledger.record_award(store.id, reference, award)
                 return Outcome(outcome="awarded", reference=reference, points=award.points,
                                transaction_id=award.transaction_id, reason="recovered: the earlier call had landed")
-        ctx.ledger.mark_in_flight(store.id, reference, AWARD, job_id)
         try:
-            result = client.create_transaction(create_request(order, store))
+            result = _marked_call(ctx, store.id, reference, AWARD, job_id,
+                                  lambda: client.create_transaction(create_request(order, store)))
         except AlreadyDone:
             landed = _find_purchase(client, reference)
             if landed is None:
@@ -308,15 +312,14 @@ def _deduct(ctx: WorkerContext, store: StoreConfig, reference: str, record: Ledg
             ctx.ledger.record_refund(store.id, reference, refund.refund_id, applied)
             return Outcome(outcome="deducted", reference=reference, points=applied.points,
                            transaction_id=landed.id, reason="recovered: the earlier call had landed")
-    ctx.ledger.mark_in_flight(store.id, reference, op, job_id)
-    email = _customer_email(store, data)
-    result = client.deduct_points(DeductPointsRequest(
-        user_id=award.user_id, user_email=email if award.user_id is None else None, order_id=reference,
-        refund_id=refund.refund_id, points=points, refund_amount=refund.amount,
-        currency=refund.currency or award.currency, reason=refund.reason or kind,
+    email = _customer_email(store, data) if award.user_id is None else None
+    request = DeductPointsRequest(
+        user_id=award.user_id, user_email=email, order_id=reference, refund_id=refund.refund_id, points=points,
+        refund_amount=refund.amount, currency=refund.currency or award.currency, reason=refund.reason or kind,
         meta_data={"platform": store.platform, "store": store.id, "platform_order_id": award.order_id,
                    "refund_id": refund.refund_id, "kind": kind},
-    ))
+    )
+    result = _marked_call(ctx, store.id, reference, op, job_id, lambda: client.deduct_points(request))
     applied = AppliedRefund(points=points, amount=refund.amount, at=utcnow(), transaction_id=result.transaction_id,
                             kind=kind)
     ctx.ledger.record_refund(store.id, reference, refund.refund_id, applied)

@@ -177,6 +177,10 @@ class Ledger:
         """Note that the call for ``op`` ("award" or "refund:<id>") is about to be made."""
         self._write(store, reference, {INFLIGHT_PREFIX + op: InFlight(at=utcnow(), job_id=job_id)})
 
+    def clear_in_flight(self, store: str, reference: str, op: str) -> None:
+        """The call for ``op`` was not made after all (it had to wait for a rate-limit slot)."""
+        self.connection.hdel(self.key(store, reference), INFLIGHT_PREFIX + op)
+
     def record_award(self, store: str, reference: str, award: Award) -> None:
         """The order got its points; clears the in-flight mark, any skip and any failure."""
         self._write(store, reference, {AWARD: award}, delete=(INFLIGHT_PREFIX + AWARD, SKIPPED, FAILED))

@@ -17,7 +17,7 @@ from rq.worker_pool import WorkerPool
 
 from workers import context
 from workers.context import WorkerContext
-from workers.jobs import Wait
+from workers.job_errors import Wait
 from workers.loyalty import RetryableError
 
 logger = logging.getLogger("workers.worker")

@@ -134,7 +134,8 @@ def classify(topic: str, body: bytes, store: StoreConfig) -> list[Event] | Ignor
     events: list[Event] = []
     if head.status in PAID_STATUSES or (head.date_paid and head.status not in NEVER_PAID_STATUSES):
         events.append(event("paid"))
-    events.extend(event("refund", str(r.id)) for r in head.refunds)
+    # WooCommerce lists refunds newest first; apply them in the order they were made.
+    events.extend(event("refund", str(r.id)) for r in sorted(head.refunds, key=lambda r: r.id))
     if head.status in UNDONE_STATUSES and paid_once:
         events.append(event("cancel"))
     if not events:

@@ -1,0 +1,35 @@
+"""The Loyalty.lt Shop API: a typed client, its request/answer models and its error hierarchy."""
+
+from workers.loyalty.client import LoyaltyClient, parse_retry_after
+from workers.loyalty.errors import (
+    AlreadyDone,
+    AuthenticationError,
+    LoyaltyError,
+    NotFoundError,
+    PermanentError,
+    RateLimited,
+    RetryableError,
+    ValidationError,
+)
+from workers.loyalty.models import (
+    AwardPointsRequest,
+    CardPointsResult,
+    CartItem,
+    CreateTransactionRequest,
+    CreateTransactionResult,
+    CredentialsInfo,
+    DeductPointsRequest,
+    DeductPointsResult,
+    RedeemPointsRequest,
+    Transaction,
+    TransactionFilters,
+    TransactionPage,
+)
+
+__all__ = [
+    "AlreadyDone", "AuthenticationError", "AwardPointsRequest", "CardPointsResult", "CartItem",
+    "CreateTransactionRequest", "CreateTransactionResult", "CredentialsInfo", "DeductPointsRequest",
+    "DeductPointsResult", "LoyaltyClient", "LoyaltyError", "NotFoundError", "PermanentError", "RateLimited",
+    "RedeemPointsRequest", "RetryableError", "Transaction", "TransactionFilters", "TransactionPage",
+    "ValidationError", "parse_retry_after",
+]

@@ -1,0 +1,98 @@
+"""What can go wrong calling Loyalty.lt, sorted by what the caller must do next.
+
+- :class:`RetryableError` — try again later (network trouble, timeouts, 5xx, 429, an answer nobody
+  can read: the call may or may not have landed, so check before calling again);
+- :class:`PermanentError` — give up with the API's reason (400/401/403/404/422 and other 4xx);
+- :class:`AlreadyDone` — the platform already has it (409 ``RESOURCE_ALREADY_EXISTS`` on create).
+
+Messages carry the method, the path, the status, the API's code, message and field errors and its
+request id — never a header, so never the API key or secret.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def normalize_errors(raw: Any) -> dict[str, list[str]]:
+    """Field errors as ``{field: [messages]}``, from a dict of lists/strings or a list of ``{field, message}``."""
+    out: dict[str, list[str]] = {}
+    if isinstance(raw, dict):
+        for field, messages in raw.items():
+            items = messages if isinstance(messages, list) else [messages]
+            out[str(field)] = [str(m) for m in items]
+    elif isinstance(raw, list):
+        for entry in raw:
+            if isinstance(entry, dict):
+                out.setdefault(str(entry.get("field", "")), []).append(str(entry.get("message", "")))
+            else:
+                out.setdefault("", []).append(str(entry))
+    return out
+
+
+class LoyaltyError(Exception):
+    """A call to Loyalty.lt did not succeed."""
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | int | None = None,
+                 request_id: str | None = None, errors: dict[str, list[str]] | None = None,
+                 method: str = "", path: str = "") -> None:
+        self.message = message
+        self.status = status
+        self.code = code
+        self.request_id = request_id
+        self.errors = errors or {}
+        self.method = method
+        self.path = path
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = f"{self.method} {self.path} -> " if self.method else ""
+        status = f"{self.status}" if self.status is not None else "no answer"
+        code = f" {self.code}" if self.code not in (None, "", self.status) else ""
+        fields = "; ".join(f"{field}: {' '.join(msgs)}" if field else " ".join(msgs)
+                           for field, msgs in self.errors.items())
+        detail = f" ({fields})" if fields else ""
+        rid = f" [request_id={self.request_id}]" if self.request_id else ""
+        return f"{where}{status}{code}: {self.message}{detail}{rid}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
+
+class RetryableError(LoyaltyError):
+    """Try again later; ``retry_after`` (seconds) when the server said how long to wait."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kwargs)
+
+
+class RateLimited(RetryableError):
+    """429: over the rate limit; the X-RateLimit-* values when the server sent them."""
+
+    def __init__(self, message: str, *, limit: int | None = None, remaining: int | None = None,
+                 reset: int | None = None, **kwargs: Any) -> None:
+        self.limit = limit
+        self.remaining = remaining
+        self.reset = reset
+        super().__init__(message, **kwargs)
+
+
+class PermanentError(LoyaltyError):
+    """The API refused the call; calling again with the same data would fail the same way."""
+
+
+class AuthenticationError(PermanentError):
+    """401/403: the API key pair (or token) is wrong, or not allowed to do this."""
+
+
+class NotFoundError(PermanentError):
+    """404: e.g. the user does not exist."""
+
+
+class ValidationError(PermanentError):
+    """400/422: the request's data was refused; see ``errors``."""
+
+
+class AlreadyDone(LoyaltyError):
+    """409 RESOURCE_ALREADY_EXISTS: the platform already processed this order."""
