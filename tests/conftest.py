@@ -107,7 +107,7 @@ def settings(redis_url: str, tmp_path: Path) -> Settings:
     """Settings with short retries, as a test wants them."""
     return Settings(REDIS_URL=redis_url, LOYALTY_API_URL="https://api.loyalty.test",
                     stores_file=tmp_path / "absent.toml", retry_base_delay=0, retry_max_delay=0,
-                    retry_window=3600, wait_delay=0)
+                    retry_window=3600, wait_delay=0.05)
 
 
 @pytest.fixture
@@ -193,8 +193,23 @@ def worker_ctx(settings: Settings, stores: Stores, redis_conn: Redis) -> Iterato
     context.install(None)
 
 
-def run_jobs(ctx: Any) -> None:
-    """Work the queue until it is empty, with RQ's own (in-process) worker and scheduler."""
+def run_jobs(ctx: Any, rounds: int = 10, horizon: float = 2.0) -> None:
+    """Work the queue until it is empty, with RQ's own (in-process) worker and scheduler.
+
+    Jobs scheduled to come back within ``horizon`` seconds (short test waits and retries) are
+    waited for and worked too, for at most ``rounds`` rounds.
+    """
+    import time
+
+    from rq.registry import ScheduledJobRegistry
+
     from workers.worker import run_worker
 
-    run_worker(ctx, burst=True)
+    registry = ScheduledJobRegistry(queue=ctx.events.queue)
+    for _ in range(rounds):
+        run_worker(ctx, burst=True)
+        times = [registry.get_scheduled_time(job_id).timestamp() for job_id in registry.get_job_ids()]
+        due = [t for t in times if t <= time.time() + horizon]
+        if not due:
+            return
+        time.sleep(max(0.0, min(due) - time.time()) + 0.05)
