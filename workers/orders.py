@@ -7,7 +7,7 @@ much of an order earns points (``amount_basis``, gift cards, guests, test orders
 from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -15,6 +15,9 @@ from config.stores import StoreConfig
 
 CENT = Decimal("0.01")
 ZERO = Decimal("0")
+# Bounds for what shops send: anything beyond is not an order, and must not reach Decimal arithmetic.
+PayloadMoney = Annotated[Decimal, Field(ge=-10**9, le=10**9, allow_inf_nan=False)]
+Quantity = Annotated[int, Field(ge=0, le=10**6)]
 
 
 class MappingError(Exception):

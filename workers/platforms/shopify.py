@@ -15,7 +15,18 @@ from pydantic import BaseModel, ConfigDict
 
 from config.stores import StoreConfig
 from workers.events import Event, EventKind, Ignored, format_reference, parse_head
-from workers.orders import ZERO, Order, OrderLine, Refund, money, normalize_email, parse, points_redeemed
+from workers.orders import (
+    ZERO,
+    Order,
+    OrderLine,
+    PayloadMoney,
+    Quantity,
+    Refund,
+    money,
+    normalize_email,
+    parse,
+    points_redeemed,
+)
 
 PLATFORM = "shopify"
 SIGNATURE_HEADER = "X-Shopify-Hmac-Sha256"
@@ -46,38 +57,38 @@ class _RefundHead(_Model):
 
 
 class _TaxLine(_Model):
-    price: Decimal = ZERO
+    price: PayloadMoney = ZERO
 
 
 class _Discount(_Model):
-    amount: Decimal = ZERO
+    amount: PayloadMoney = ZERO
 
 
 class _LineItem(_Model):
     product_id: int | None = None
     title: str = ""
     name: str | None = None
-    quantity: int
-    price: Decimal
+    quantity: Quantity
+    price: PayloadMoney
     sku: str | None = None
     gift_card: bool = False
-    total_discount: Decimal = ZERO
+    total_discount: PayloadMoney = ZERO
     discount_allocations: list[_Discount] = []
     tax_lines: list[_TaxLine] = []
 
 
 class _DiscountCode(_Model):
     code: str = ""
-    amount: Decimal = ZERO
+    amount: PayloadMoney = ZERO
 
 
 class _ShippingLine(_Model):
-    price: Decimal = ZERO
+    price: PayloadMoney = ZERO
     tax_lines: list[_TaxLine] = []
 
 
 class _Money(_Model):
-    amount: Decimal = ZERO
+    amount: PayloadMoney = ZERO
 
 
 class _MoneySet(_Model):
@@ -93,9 +104,9 @@ class _Order(_OrderHead):
     contact_email: str | None = None
     customer: _Customer | None = None
     currency: str
-    total_price: Decimal
-    total_tax: Decimal = ZERO
-    total_discounts: Decimal = ZERO
+    total_price: PayloadMoney
+    total_tax: PayloadMoney = ZERO
+    total_discounts: PayloadMoney = ZERO
     taxes_included: bool = False
     total_shipping_price_set: _MoneySet | None = None
     shipping_lines: list[_ShippingLine] = []
@@ -107,7 +118,7 @@ class _Order(_OrderHead):
 class _Transaction(_Model):
     kind: str = ""
     status: str = ""
-    amount: Decimal = ZERO
+    amount: PayloadMoney = ZERO
     currency: str | None = None
 
 

@@ -17,7 +17,19 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 from config.stores import StoreConfig
 from workers.events import Event, Ignored, format_reference, parse_head
-from workers.orders import ZERO, MappingError, Order, OrderLine, Refund, money, normalize_email, parse, points_redeemed
+from workers.orders import (
+    ZERO,
+    MappingError,
+    Order,
+    OrderLine,
+    PayloadMoney,
+    Quantity,
+    Refund,
+    money,
+    normalize_email,
+    parse,
+    points_redeemed,
+)
 
 PLATFORM = "woocommerce"
 SIGNATURE_HEADER = "X-WC-Webhook-Signature"
@@ -46,7 +58,7 @@ def _text(value: Any) -> Any:
 class _RefundHead(_Model):
     id: int
     reason: str | None = None
-    total: Decimal = ZERO
+    total: PayloadMoney = ZERO
 
 
 class _OrderHead(_Model):
@@ -68,23 +80,23 @@ class _Meta(_Model):
 class _LineItem(_Model):
     name: str = ""
     product_id: int | None = None
-    quantity: int
-    total: Decimal
-    total_tax: Decimal = ZERO
+    quantity: Quantity
+    total: PayloadMoney
+    total_tax: PayloadMoney = ZERO
     sku: str | None = None
     meta_data: list[_Meta] = []
 
 
 class _Coupon(_Model):
     code: str
-    discount: Decimal = ZERO
-    discount_tax: Decimal = ZERO
+    discount: PayloadMoney = ZERO
+    discount_tax: PayloadMoney = ZERO
 
 
 class _Fee(_Model):
     name: str = ""
-    total: Decimal = ZERO
-    total_tax: Decimal = ZERO
+    total: PayloadMoney = ZERO
+    total_tax: PayloadMoney = ZERO
 
 
 class _Billing(_Model):
@@ -93,12 +105,12 @@ class _Billing(_Model):
 
 class _Order(_OrderHead):
     currency: str
-    total: Decimal
-    total_tax: Decimal = ZERO
-    shipping_total: Decimal = ZERO
-    shipping_tax: Decimal = ZERO
-    discount_total: Decimal = ZERO
-    discount_tax: Decimal = ZERO
+    total: PayloadMoney
+    total_tax: PayloadMoney = ZERO
+    shipping_total: PayloadMoney = ZERO
+    shipping_tax: PayloadMoney = ZERO
+    discount_total: PayloadMoney = ZERO
+    discount_tax: PayloadMoney = ZERO
     billing: _Billing = _Billing()
     line_items: list[_LineItem] = []
     coupon_lines: list[_Coupon] = []
