@@ -101,14 +101,15 @@ def worker(state: CliState, burst: bool, processes: int, fork: bool) -> None:
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--sandbox-port", default=8787, show_default=True, type=int)
+@click.option("--port", default=8000, show_default=True, type=int, envvar="BRIDGE_DEV_PORT")
+@click.option("--sandbox-port", default=8787, show_default=True, type=int, envvar="BRIDGE_SANDBOX_PORT")
 @click.option("--sandbox", "force_sandbox", is_flag=True,
               help="Send your stores' calls to the local sandbox instead of Loyalty.lt.")
 @click.pass_obj
 def dev(state: CliState, host: str, port: int, sandbox_port: int, force_sandbox: bool) -> None:
     """Everything on this machine: Redis, the sandbox, the web app and a worker. Ctrl-C stops it all."""
     from bridge.devenv import run_dev
+    from bridge.embedded_redis import EmbeddedRedisError
 
     settings = Settings()
     if state.stores_file is not None:
@@ -117,7 +118,7 @@ def dev(state: CliState, host: str, port: int, sandbox_port: int, force_sandbox:
     try:
         run_dev(settings, host=host, port=port, sandbox_port=sandbox_port, force_sandbox=force_sandbox,
                 echo=lambda line: click.secho(line, fg="green", err=True))
-    except ConfigError as exc:
+    except (ConfigError, EmbeddedRedisError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
 
 

