@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from redis.exceptions import RedisError
 from rq import get_current_job
 from rq.exceptions import NoSuchJobError
-from rq.job import Job, JobStatus
+from rq.job import Job, JobStatus, Retry
 
 from config.log_format import log
 from config.stores import StoreConfig
@@ -28,6 +28,8 @@ from workers.context import WorkerContext
 from workers.events import Event
 from workers.job_errors import JobFailed, Wait
 from workers.ledger import AWARD, AppliedRefund, Award, LedgerRecord, utcnow
+from workers.metrics import observe_job
+from workers.retrying import give_up
 from workers.loyalty import (
     AlreadyDone,
     CartItem,
@@ -56,8 +58,12 @@ class Outcome(BaseModel):
     reason: str | None = None
 
 
-def process_event(event: dict[str, Any], payload: str) -> dict[str, Any]:
-    """Process one queued event (the function the intake enqueues)."""
+def process_event(event: dict[str, Any], payload: str) -> dict[str, Any] | Retry:
+    """Process one queued event (the function the intake enqueues).
+
+    Returns the outcome, or a ``Retry`` (RQ reschedules the job) when it must wait or hit a passing
+    failure; raises :class:`JobFailed` when it cannot succeed.
+    """
     ctx = context.current()
     job = get_current_job()
     ev = Event.model_validate(event)
@@ -67,11 +73,12 @@ def process_event(event: dict[str, Any], payload: str) -> dict[str, Any]:
     try:
         outcome = _process(ctx, ev, payload, job)
     except Wait as exc:
-        _reschedule_or_fail(ctx, job, ev, exc, fields, retryable=False)
-        raise
+        delay = exc.delay if exc.delay is not None else ctx.settings.wait_delay
+        return _come_back(ctx, job, ev, exc, fields, "wait", ctx.retry_policy.wait(job, delay) if job else None)
     except (RetryableError, RedisError) as exc:
-        _reschedule_or_fail(ctx, job, ev, exc, fields, retryable=True)
-        raise
+        retry_after = getattr(exc, "retry_after", None)
+        return _come_back(ctx, job, ev, exc, fields, "retry",
+                          ctx.retry_policy.retry(job, retry_after) if job else None)
     except (PermanentError, MappingError, JobFailed) as exc:
         reason = _failure_reason(exc)
         _fail(ctx, job, ev, reason, fields)
@@ -80,6 +87,7 @@ def process_event(event: dict[str, Any], payload: str) -> dict[str, Any]:
         fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
     fields.update(outcome.model_dump(exclude_none=True))
     log(logger, "job", **fields)
+    observe_job(ev.kind, outcome.outcome)
     return outcome.model_dump()
 
 
@@ -91,37 +99,35 @@ def _failure_reason(exc: Exception) -> str:
     return str(exc)
 
 
-def _reschedule_or_fail(ctx: WorkerContext, job: Job | None, ev: Event, exc: Exception,
-                        fields: dict[str, Any], retryable: bool) -> None:
-    """Set when the job comes back; past the retry window it fails with the last reason instead."""
-    if job is None:
-        return
-    if retryable:
-        retry_after = getattr(exc, "retry_after", None)
-        delay = ctx.retry_policy.retry(job, retry_after)
-    else:
-        delay = ctx.retry_policy.wait(job, exc.delay if isinstance(exc, Wait) and exc.delay is not None
-                                      else ctx.settings.wait_delay)
-    if delay is None:
+def _come_back(ctx: WorkerContext, job: Job | None, ev: Event, exc: Exception, fields: dict[str, Any], kind: str,
+               retry: Retry | None) -> Retry:
+    """Hand RQ the retry; past the retry window, fail with the last reason instead."""
+    if retry is None:
         reason = f"gave up after {ctx.settings.retry_window}s of retries: {exc}"
         _fail(ctx, job, ev, reason, fields)
-        raise JobFailed(reason) from exc
-    fields.update(outcome="retry" if retryable else "wait", reason=str(exc), retry_in_s=delay,
-                  attempt=ctx.retry_policy.attempts(job))
-    log(logger, "job", logging.WARNING if retryable else logging.INFO, **fields)
+        raise JobFailed(reason) from None
+    if job is not None:
+        job.meta["last_error"] = str(exc)
+        job.save_meta()
+    fields.update(outcome=kind, reason=str(exc), retry_in_s=retry.intervals[0],
+                  attempt=ctx.retry_policy.attempts(job) if job else 1)
+    log(logger, "job", logging.WARNING if kind == "retry" else logging.INFO, **fields)
+    observe_job(ev.kind, kind)
+    return retry
 
 
 def _fail(ctx: WorkerContext, job: Job | None, ev: Event, reason: str, fields: dict[str, Any]) -> None:
     """Record a permanent failure in the ledger and on the job, where ``bridge failed`` reads it."""
     if job is not None:
         job.meta["failure_reason"] = reason
-        job.retries_left = 0
+        give_up(job)
         job.save_meta()
     reference = ev.reference or ctx.events.reference_for(ev.store, ev.order_id)
     if reference:
         ctx.ledger.record_failure(ev.store, reference, ev.kind, reason, job.id if job else None)
     fields.update(outcome="failed", reason=reason)
     log(logger, "job", logging.ERROR, **fields)
+    observe_job(ev.kind, "failed")
 
 
 def _process(ctx: WorkerContext, ev: Event, payload: str, job: Job | None) -> Outcome:

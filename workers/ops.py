@@ -18,7 +18,7 @@ from rq.registry import FailedJobRegistry
 
 from workers.event_queue import EventQueue
 from workers.ledger import Ledger, LedgerRecord
-from workers.retrying import MAX_ATTEMPTS, RetryPolicy
+from workers.retrying import RetryPolicy
 
 
 class JobView(BaseModel):
@@ -58,7 +58,7 @@ class OrderStory(BaseModel):
 
 def last_error(job: Job) -> str | None:
     """The reason a job last failed, in one readable line."""
-    reason = job.meta.get("failure_reason")
+    reason = job.meta.get("failure_reason") or job.meta.get("last_error")
     if reason:
         return str(reason)
     result = job.latest_result()
@@ -76,7 +76,7 @@ def view(job: Job, events: EventQueue | None = None) -> JobView:
     result = job.return_value(refresh=False) if status == JobStatus.FINISHED else None
     return JobView(
         job_id=job.id, store=meta.get("store"), event=meta.get("kind"), reference=meta.get("reference"),
-        status=str(status.value if status else "unknown"), attempts=RetryPolicy.attempts(job) + 1,
+        status=str(status.value if status else "unknown"), attempts=RetryPolicy.attempts(job),
         enqueued_at=job.enqueued_at, ended_at=job.ended_at,
         last_error=last_error(job) if status in (JobStatus.FAILED, JobStatus.SCHEDULED) else None,
         outcome=result if isinstance(result, dict) else None,
@@ -139,11 +139,12 @@ def already_done(ledger: Ledger, job: Job) -> str | None:
 
 
 def requeue(queue: Queue, job: Job, policy: RetryPolicy) -> None:
-    """Put a job back on the queue from its kept payload, with a fresh retry budget."""
+    """Put a job back on the queue from its kept payload, with a fresh retry budget and window."""
     job.meta["replayed_at"] = datetime.now(UTC).isoformat()
     job.meta.pop("failure_reason", None)
-    job.retries_left = MAX_ATTEMPTS
-    job.retry_intervals = [policy.backoff(0)]
+    job.meta.pop("last_error", None)
+    fresh = policy.initial()
+    job.retries_left, job.retry_intervals, job.number_of_retries = fresh.max, fresh.intervals, 0
     job.save()
     status = job.get_status()
     if status == JobStatus.FAILED:

@@ -1,17 +1,17 @@
 """When a job that did not finish runs again.
 
-RQ's ``Retry`` and scheduler do the rescheduling; this module decides the delay each time, because
-it depends on why the job did not finish:
+RQ does the rescheduling; this module decides the delay, because it depends on why:
 
-- a retryable failure backs off exponentially with jitter (half fixed, half random, so a burst of
-  failures does not come back in lockstep), at least as long as the server's ``Retry-After``;
-- a wait (a refund whose award has not landed yet, a limiter slot) comes back after the wait and
-  does not use up an attempt, since nothing failed;
-- anything, retries and waits alike, stops after ``retry_window`` (24 hours by default) and ends in
-  the failed registry with the last reason.
+- a retryable failure (network, 5xx, 429) backs off exponentially with jitter (half fixed, half
+  random, so a burst of failures does not come back in lockstep), and at least as long as the
+  server's ``Retry-After``;
+- a wait (a refund whose award has not landed, a full rate-limit window) comes back after the wait;
+- anything stops after ``retry_window`` (24 hours by default) and ends in the failed registry with
+  the last reason.
 
-RQ reads the next delay from ``job.retry_intervals`` at index ``len - retries_left``; keeping a single
-interval and a large ``retries_left`` means the delay set here is the one RQ uses.
+The job hands RQ a ``Retry`` as its result (RQ 3 reschedules such a job and counts it in
+``number_of_retries``). The ``Retry`` a job is enqueued with covers what the job cannot see: its
+worker dying, or its timeout.
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ from rq.job import Job, Retry
 from config.settings import Settings
 
 # Attempts are bounded by time (the window); this only stops a runaway.
-MAX_ATTEMPTS = 1000
+MAX_ATTEMPTS = 10_000
+# Retries after a worker died under the job or the job timed out.
+CRASH_RETRIES = 20
 
 
 class RetryPolicy:
@@ -41,46 +43,32 @@ class RetryPolicy:
         ceiling = min(self.cap, self.base * 2 ** min(attempt, 40))
         return round(ceiling / 2 + self.rng.uniform(0, ceiling / 2), 3)
 
-    def initial(self) -> Retry | None:
-        """The ``Retry`` a new job is enqueued with (None when retries are switched off)."""
-        if self.window <= 0:
-            return None
+    def initial(self) -> Retry:
+        """The ``Retry`` a new job is enqueued with: for crashes and timeouts the job cannot report."""
         # RQ accepts float delays; its type hints say int.
-        return Retry(max=MAX_ATTEMPTS, interval=[self.backoff(0)])  # type: ignore[list-item]
+        return Retry(max=CRASH_RETRIES, interval=[self.backoff(i) for i in range(CRASH_RETRIES)])  # type: ignore[misc]
 
     @staticmethod
     def attempts(job: Job) -> int:
-        """How many times the job has failed so far (waits not counted)."""
-        if job.retries_left is None:
-            return 0
-        return max(MAX_ATTEMPTS - job.retries_left, 0)
+        """How many times the job has run (waits included)."""
+        return (job.number_of_retries or 0) + 1
 
-    def out_of_time(self, job: Job, delay: float) -> bool:
-        """Whether running again after ``delay`` would go past the retry window."""
-        return job.retries_left is None or age(job) + delay > self.window
-
-    def retry(self, job: Job, at_least: float | None = None) -> float | None:
-        """Schedule the next attempt after a retryable failure; None when out of time or attempts."""
-        delay = max(self.backoff(self.attempts(job)), at_least or 0.0)
-        if self.out_of_time(job, delay) or not job.retries_left:
-            give_up(job)
+    def _after(self, job: Job, delay: float) -> Retry | None:
+        if age(job) + delay > self.window:
             return None
-        job.retry_intervals = [delay]
-        return delay
+        return Retry(max=MAX_ATTEMPTS, interval=[delay])  # type: ignore[list-item]
 
-    def wait(self, job: Job, delay: float) -> float | None:
-        """Run the job again after ``delay`` without using up an attempt; None when out of time."""
-        if self.out_of_time(job, delay):
-            give_up(job)
-            return None
-        # RQ takes one attempt off when it reschedules; a wait gives it back.
-        job.retries_left = (job.retries_left or 0) + 1
-        job.retry_intervals = [delay]
-        return delay
+    def retry(self, job: Job, at_least: float | None = None) -> Retry | None:
+        """The next attempt after a retryable failure; None when that would pass the window."""
+        return self._after(job, max(self.backoff(job.number_of_retries or 0), at_least or 0.0))
+
+    def wait(self, job: Job, delay: float) -> Retry | None:
+        """Come back after ``delay``; None when that would pass the window."""
+        return self._after(job, delay)
 
 
 def give_up(job: Job) -> None:
-    """Send the job to the failed registry instead of retrying it."""
+    """Send the job to the failed registry when it raises, instead of retrying it."""
     job.retries_left = 0
 
 

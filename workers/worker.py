@@ -8,38 +8,13 @@ timeouts, and keeping the process keeps the HTTPS connections to Loyalty.lt aliv
 from __future__ import annotations
 
 import logging
-from typing import Any
-
-from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker, Worker
-from rq.job import Job
 from rq.worker_pool import WorkerPool
 
 from workers import context
 from workers.context import WorkerContext
-from workers.job_errors import Wait
-from workers.loyalty import RetryableError
 
 logger = logging.getLogger("workers.worker")
-# Expected detours, already logged by the job as one line each: no traceback for these.
-_QUIET = (Wait, RetryableError, RedisError)
-
-
-class _Quiet:
-    """Skips RQ's traceback for jobs that will come back (they waited or hit a passing failure)."""
-
-    def handle_exception(self, job: Job, *exc_info: Any) -> None:
-        if isinstance(exc_info[1], _QUIET) and job.retries_left:
-            return
-        super().handle_exception(job, *exc_info)  # type: ignore[misc]
-
-
-class BridgeWorker(_Quiet, SimpleWorker):
-    """RQ's in-process worker, quiet about jobs that will come back."""
-
-
-class BridgeForkingWorker(_Quiet, Worker):
-    """RQ's forking worker (one process per job), quiet about jobs that will come back."""
 
 
 def run_worker(ctx: WorkerContext, *, burst: bool = False, processes: int = 1, fork: bool = False,
@@ -49,7 +24,7 @@ def run_worker(ctx: WorkerContext, *, burst: bool = False, processes: int = 1, f
     The scheduler runs alongside, since retries and waits are scheduled for later.
     """
     context.install(ctx)
-    worker_class = BridgeForkingWorker if fork else BridgeWorker
+    worker_class = Worker if fork else SimpleWorker
     queue = Queue(ctx.settings.queue_name, connection=ctx.connection)
     if processes > 1:
         pool = WorkerPool([queue], connection=ctx.connection, num_workers=processes,
