@@ -88,15 +88,19 @@ def web(state: CliState, host: str, port: int) -> None:
 @click.option("--processes", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Worker processes (RQ's worker pool).")
 @click.option("--fork", is_flag=True, help="Run each job in its own process (RQ's forking worker).")
+@click.option("--metrics-port", type=int, envvar="BRIDGE_WORKER_METRICS_PORT",
+              help="Serve the jobs' Prometheus metrics on this port (one process; with --processes, set "
+                   "PROMETHEUS_MULTIPROC_DIR too).")
 @click.pass_obj
-def worker(state: CliState, burst: bool, processes: int, fork: bool) -> None:
+def worker(state: CliState, burst: bool, processes: int, fork: bool, metrics_port: int | None) -> None:
     """Process queued events: award points, take them back."""
     from workers.context import WorkerContext
     from workers.worker import run_worker
 
     setup_logging(state.settings.log_level)
     ctx = WorkerContext.build(state.settings, state.stores, state.connection)
-    run_worker(ctx, burst=burst, processes=processes, fork=fork, logging_level=state.settings.log_level)
+    run_worker(ctx, burst=burst, processes=processes, fork=fork, logging_level=state.settings.log_level,
+               metrics_port=metrics_port)
 
 
 @main.command()

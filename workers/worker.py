@@ -18,12 +18,17 @@ logger = logging.getLogger("workers.worker")
 
 
 def run_worker(ctx: WorkerContext, *, burst: bool = False, processes: int = 1, fork: bool = False,
-               logging_level: str = "INFO") -> bool:
+               logging_level: str = "INFO", metrics_port: int | None = None) -> bool:
     """Work on the bridge's queue until stopped (or until it is empty, with ``burst``).
 
-    The scheduler runs alongside, since retries and waits are scheduled for later.
+    The scheduler runs alongside, since retries and waits are scheduled for later. With
+    ``metrics_port``, the jobs' and Loyalty.lt calls' metrics are served there for Prometheus.
     """
     context.install(ctx)
+    if metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port)
     worker_class = Worker if fork else SimpleWorker
     queue = Queue(ctx.settings.queue_name, connection=ctx.connection)
     if processes > 1:
