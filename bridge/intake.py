@@ -112,7 +112,7 @@ def receive(platform: str, store_id: str) -> Response:
     # Valid JSON is UTF-8 here (the parser above accepts nothing else).
     payload = body.decode("utf-8")
     try:
-        queued = [e.job_id for e in result if intake.events.submit(e, payload, delivery_id)]
+        queued = [e.job_id for e in result if intake.events.submit(e, payload, delivery_id, request_id)]
     except RedisError as exc:
         fields["error_class"] = type(exc).__name__
         response = _answer(503, "error", fields, error="queue unavailable, retry later")

@@ -102,7 +102,7 @@ class EventQueue:
     def order_key(store: str, order_id: str) -> str:
         return f"{KEY_PREFIX}order:{store}:{order_id}"
 
-    def build_job(self, event: Event, payload: str, delivery_id: str = "") -> Job:
+    def build_job(self, event: Event, payload: str, delivery_id: str = "", request_id: str = "") -> Job:
         """The RQ job for an event: deterministic id, readable description, payload as an argument."""
         job = Job.create(
             JOB_FUNC,
@@ -118,14 +118,18 @@ class EventQueue:
             origin=self.queue.name,
             status=JobStatus.QUEUED,
             meta={"store": event.store, "kind": event.kind, "order_id": event.order_id,
-                  "reference": event.reference, "refund_id": event.refund_id, "delivery_id": delivery_id},
+                  "reference": event.reference, "refund_id": event.refund_id, "delivery_id": delivery_id,
+                  "request_id": request_id},
         )
         job.enqueued_at = datetime.now(UTC)
         return job
 
-    def submit(self, event: Event, payload: str, delivery_id: str = "") -> bool:
-        """Queue the event's job unless it exists; True when queued, False for a duplicate."""
-        job = self.build_job(event, payload, delivery_id)
+    def submit(self, event: Event, payload: str, delivery_id: str = "", request_id: str = "") -> bool:
+        """Queue the event's job unless it exists; True when queued, False for a duplicate.
+
+        ``request_id`` (the intake's) follows the job into its log lines.
+        """
+        job = self.build_job(event, payload, delivery_id, request_id)
         arrival = Arrival("", datetime.now(UTC).isoformat(timespec="milliseconds"), event.topic, delivery_id)
         fields: list[bytes | str | int | float] = []
         for name, value in job.to_dict().items():

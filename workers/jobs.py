@@ -69,7 +69,8 @@ def process_event(event: dict[str, Any], payload: str) -> dict[str, Any] | Retry
     ev = Event.model_validate(event)
     started = time.perf_counter()
     fields: dict[str, Any] = {"job_id": job.id if job else ev.job_id, "store": ev.store, "event": ev.kind,
-                              "order_id": ev.order_id, "reference": ev.reference, "refund_id": ev.refund_id}
+                              "order_id": ev.order_id, "reference": ev.reference, "refund_id": ev.refund_id,
+                              "request_id": job.meta.get("request_id") if job else None}
     try:
         outcome = _process(ctx, ev, payload, job)
     except Wait as exc:
