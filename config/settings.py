@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     queue_name: str = "loyalty"
     payload_retention: int = Field(default=30 * DAY, ge=60)
     job_timeout: int = Field(default=120, ge=5)
+    # A worker that dies mid-job (SIGKILL, lost machine) leaves its job "started"; RQ's maintenance
+    # hands it to another worker once its heartbeat is older than the job timeout plus this grace.
+    worker_heartbeat_grace: int = Field(default=60, ge=1)
+    worker_maintenance_interval: int = Field(default=60, ge=1)
     # The ledger remembers each order's awards and refunds this long (it is the idempotency memory).
     ledger_retention: int = Field(default=400 * DAY, ge=DAY)
 
@@ -44,6 +48,12 @@ class Settings(BaseSettings):
     retry_window: int = Field(default=DAY, ge=0)
     # How soon a job that waits for something (a refund before its award, a busy order) looks again.
     wait_delay: float = Field(default=30.0, ge=0.0)
+
+    # Loyalty.lt's rate limit counts requests per key in this window (documented: 60 per minute;
+    # the count is each store's rate_limit_per_minute). The bridge's own window is `rate_limit_margin`
+    # longer, because a request reaches Loyalty.lt a little after the bridge counted it.
+    rate_limit_window: int = Field(default=60, ge=1)
+    rate_limit_margin: float = Field(default=1.0, ge=0)
 
     # Loyalty.lt client timeouts (seconds).
     api_connect_timeout: float = Field(default=3.05, gt=0)

@@ -42,9 +42,9 @@ class WorkerContext:
         return cls(
             settings=settings, stores=stores, connection=connection,
             ledger=Ledger(connection, retention=settings.ledger_retention,
-                          lock_timeout=settings.job_timeout + 60),
+                          lock_timeout=settings.job_timeout + 5),
             events=EventQueue(connection, settings), retry_policy=RetryPolicy(settings),
-            rate_limiter=ApiRateLimiter(connection),
+            rate_limiter=ApiRateLimiter(connection, settings.rate_limit_window, settings.rate_limit_margin),
         )
 
     @classmethod

@@ -5,14 +5,15 @@ full does not sleep on a worker: it is rescheduled (:class:`workers.jobs.Wait`) 
 frees, spread over the next window so a backlog comes back a few at a time, and other stores' jobs
 go on meanwhile.
 
-The window is a second longer than the server's minute: a request reaches Loyalty.lt a little
-after the bridge counted it, and the spare second absorbs that, so a backlog drains at ~98% of the
-limit without a 429.
+The window is a little longer than the server's (``rate_limit_margin``, 1 s): a request reaches
+Loyalty.lt a little after the bridge counted it, and the spare second absorbs that, so a backlog
+drains at ~98% of the limit without a 429.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 import time
 
@@ -23,14 +24,15 @@ from redis import Redis
 
 from config.stores import StoreConfig
 
-WINDOW_SECONDS = 61
 KEY_PREFIX = "lb:ratelimit"
 
 
 class ApiRateLimiter:
     """Take a slot for a call to Loyalty.lt, or learn how long to wait for one."""
 
-    def __init__(self, connection: Redis, rng: random.Random | None = None) -> None:
+    def __init__(self, connection: Redis, window: float = 60, margin: float = 1.0,
+                 rng: random.Random | None = None) -> None:
+        self.window = max(1, math.ceil(window + margin))
         kwargs = connection.connection_pool.connection_kwargs
         scheme = "rediss" if connection.connection_pool.connection_class.__name__ == "SSLConnection" else "redis"
         # limits builds its client from a URI; handing it our pool reuses our connections and TLS settings.
@@ -46,10 +48,10 @@ class ApiRateLimiter:
 
     def acquire(self, store: StoreConfig) -> float:
         """Take a slot: 0 when taken, else the seconds to wait before trying again."""
-        item = RateLimitItemPerSecond(store.rate_limit_per_minute, WINDOW_SECONDS)
+        item = RateLimitItemPerSecond(store.rate_limit_per_minute, self.window)
         key = self.key(store)
         if self._limiter.hit(item, key):
             return 0.0
         reset_at, _ = self._limiter.get_window_stats(item, key)
         # Spread the comeback over the next window so a backlog does not return all at once.
-        return max(reset_at - time.time(), 0.0) + self._rng.uniform(0, WINDOW_SECONDS)
+        return max(reset_at - time.time(), 0.0) + self._rng.uniform(0, self.window)

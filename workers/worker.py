@@ -8,13 +8,43 @@ timeouts, and keeping the process keeps the HTTPS connections to Loyalty.lt aliv
 from __future__ import annotations
 
 import logging
+from typing import Any
+
 from rq import Queue, SimpleWorker, Worker
+from rq.job import Job
 from rq.worker_pool import WorkerPool
 
 from workers import context
 from workers.context import WorkerContext
 
 logger = logging.getLogger("workers.worker")
+
+
+class _Tuned:
+    """The bridge's settings for RQ workers: how soon a dead worker's job is handed on."""
+
+    heartbeat_grace = 60
+    maintenance_every = 60
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("maintenance_interval", self.maintenance_every)
+        super().__init__(*args, **kwargs)
+
+
+class BridgeWorker(_Tuned, SimpleWorker):
+    """RQ's in-process worker. Nothing refreshes a job's heartbeat while it runs in-process, so the
+    heartbeat covers the whole job timeout, plus the grace after which a dead worker's job is retried."""
+
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        return int(max((job.timeout or self.job_monitoring_interval) - working_time, 1)) + self.heartbeat_grace
+
+
+class BridgeForkingWorker(_Tuned, Worker):
+    """RQ's forking worker (its parent refreshes the heartbeat while the job runs), with the same grace."""
+
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        remaining = (job.timeout or self.job_monitoring_interval) - working_time
+        return int(max(min(remaining, self.job_monitoring_interval), 1)) + self.heartbeat_grace
 
 
 def run_worker(ctx: WorkerContext, *, burst: bool = False, processes: int = 1, fork: bool = False,
@@ -29,7 +59,11 @@ def run_worker(ctx: WorkerContext, *, burst: bool = False, processes: int = 1, f
         from prometheus_client import start_http_server
 
         start_http_server(metrics_port)
-    worker_class = Worker if fork else SimpleWorker
+    base = BridgeForkingWorker if fork else BridgeWorker
+    # A subclass carrying this process's settings (RQ's pool builds workers from a class).
+    options: dict[str, Any] = {"heartbeat_grace": ctx.settings.worker_heartbeat_grace,
+                               "maintenance_every": ctx.settings.worker_maintenance_interval}
+    worker_class = type(base.__name__, (base,), options)
     queue = Queue(ctx.settings.queue_name, connection=ctx.connection)
     if processes > 1:
         pool = WorkerPool([queue], connection=ctx.connection, num_workers=processes,

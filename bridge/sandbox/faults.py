@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from limits import RateLimitItemPerMinute
+from limits import RateLimitItemPerSecond
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
@@ -93,7 +93,8 @@ class Faults:
             self.sleep(cfg.latency_ms / 1000)
         decision = Decision()
         if cfg.rate_limit_per_minute:
-            decision.refusal, decision.headers = self._rate_limit(identity, cfg.rate_limit_per_minute)
+            decision.refusal, decision.headers = self._rate_limit(identity, cfg.rate_limit_per_minute,
+                                                                  cfg.rate_limit_window_seconds)
             if decision.refusal:
                 return decision
         if self._roll(cfg.timeout_rate):
@@ -110,8 +111,8 @@ class Faults:
             decision.fail_after_commit = self._roll(cfg.error_after_commit_rate)
         return decision
 
-    def _rate_limit(self, identity: str, per_minute: int) -> tuple[Refusal | None, dict[str, str]]:
-        item = RateLimitItemPerMinute(per_minute)
+    def _rate_limit(self, identity: str, per_minute: int, window: int) -> tuple[Refusal | None, dict[str, str]]:
+        item = RateLimitItemPerSecond(per_minute, window)
         allowed = self._limiter.hit(item, identity)
         reset_at, remaining = self._limiter.get_window_stats(item, identity)
         headers = {"X-RateLimit-Limit": str(per_minute), "X-RateLimit-Remaining": str(max(0, remaining)),

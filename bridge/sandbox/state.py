@@ -87,6 +87,8 @@ class SandboxConfig(BaseModel):
     timeout_rate: float = Field(0.0, ge=0, le=1)
     timeout_seconds: float = Field(30.0, ge=0)
     rate_limit_per_minute: int = Field(60, ge=0)
+    # The limit's window; 60 s as documented. Tests shorten it to see a backlog drain quickly.
+    rate_limit_window_seconds: int = Field(60, ge=1)
     fail_rules: list[FailRule] = Field(default_factory=list)
     seed: int | None = None
 
