@@ -13,7 +13,7 @@ from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-EventKind = Literal["paid", "refund", "cancel"]
+EventKind = Literal["paid", "refund", "cancel", "redact"]
 Head = TypeVar("Head", bound=BaseModel)
 
 # RQ job ids may hold only letters, digits, '_' and '-'.

@@ -42,6 +42,7 @@ from workers.loyalty import (
 )
 from workers.orders import ZERO, MappingError, Order, Refund, mask_email, money
 from workers.platforms import ADAPTERS
+from workers.privacy import delete_kept_payloads, store_order_ids
 
 logger = logging.getLogger("workers.jobs")
 T = TypeVar("T")
@@ -140,6 +141,8 @@ def _process(ctx: WorkerContext, ev: Event, payload: str, job: Job | None) -> Ou
     except ValueError:
         raise JobFailed("the kept payload is not JSON") from None
     job_id = job.id if job else ev.job_id
+    if ev.kind == "redact":
+        return _redact(ctx, store, ev, data, job)
     if ev.kind == "paid":
         return _award(ctx, store, ADAPTERS[store.platform].map_order(data, store), job_id)
     if ev.kind == "refund":
@@ -165,6 +168,19 @@ def _marked_call(ctx: WorkerContext, store: str, reference: str, op: str, job_id
     except Wait:
         ctx.ledger.clear_in_flight(store, reference, op)
         raise
+
+
+def _redact(ctx: WorkerContext, store: StoreConfig, ev: Event, data: dict[str, Any], job: Job | None) -> Outcome:
+    """Delete the kept payloads a privacy request covers, then this job's own copy of the request."""
+    if ev.order_id == "shop":
+        order_ids = store_order_ids(ctx.connection, ctx.events, store.id)
+    else:
+        order_ids = ADAPTERS[store.platform].orders_to_redact(data)
+    deleted = delete_kept_payloads(ctx.connection, ctx.events, store.id, order_ids, keep=job.id if job else None)
+    if job is not None:
+        job.args = (job.args[0], "{}")  # the request itself names the customer
+        job.save()
+    return Outcome(outcome="redacted", reason=f"deleted the kept payloads of {deleted} jobs ({ev.topic})")
 
 
 # --- awards ---------------------------------------------------------------------------------------

@@ -66,6 +66,9 @@ SHOPIFY_CASES: list[tuple[str, str, int, list[str]]] = [
     ("refunds_create_failed_transaction", "refunds/create", 202, [f"refund-coffee-shopify-{S_ORDER}-929361467"]),
     ("orders_create", "orders/create", 200, []),
     ("orders_paid", "orders/updated", 200, []),
+    ("customers_redact", "customers/redact", 202, ["redact-coffee-shopify-customer_6207347376193"]),
+    ("shop_redact", "shop/redact", 202, ["redact-coffee-shopify-shop"]),
+    ("customers_data_request", "customers/data_request", 200, []),
 ]
 
 

@@ -380,3 +380,40 @@ def test_retries_stop_after_the_window_with_the_last_reason(client: FlaskClient,
     reason = Job.fetch("paid-coffee-woo-4210", connection=redis_conn).meta["failure_reason"]
     assert reason.startswith("gave up after 1s of retries:") and "502" in reason
     assert len(api.calls("transactions/create")) >= 2  # it did retry before giving up
+
+
+def test_customers_redact_deletes_the_kept_payloads_of_their_orders(client: FlaskClient, worker_ctx: WorkerContext,
+                                                                    api: FakeApi) -> None:
+    api.create_ok(points=495, locale="lt")
+    api.deduct_ok(locale="lt")
+    api.create_ok(points=300, locale="lt")
+    deliver(client, "shopify", "orders_paid", "orders/paid")
+    deliver(client, "shopify", "refunds_create_partial", "refunds/create")
+    deliver(client, "shopify", "orders_paid_contact_email", "orders/paid")   # another customer's order
+    run_jobs(worker_ctx)
+    deliver(client, "shopify", "customers_redact", "customers/redact")
+    run_jobs(worker_ctx)
+    conn = worker_ctx.connection
+    assert not Job.exists(f"paid-coffee-shopify-{S_ORDER}", connection=conn)
+    assert not Job.exists(f"refund-coffee-shopify-{S_ORDER}-929361465", connection=conn)
+    assert worker_ctx.events.arrivals(f"paid-coffee-shopify-{S_ORDER}") == []
+    assert Job.exists("paid-coffee-shopify-5619882082370", connection=conn)          # not covered
+    redact = Job.fetch("redact-coffee-shopify-customer_6207347376193", connection=conn)
+    assert redact.args[1] == "{}"                                                    # the request is not kept
+    assert redact.return_value()["outcome"] == "redacted"
+    assert "ona.onaite" not in repr([conn.dump(k) for k in conn.keys("*")]).lower()
+    assert worker_ctx.ledger.get(SHOP, "SH-1001").award is not None                  # no double award later
+
+
+def test_shop_redact_deletes_every_kept_payload_of_the_store(client: FlaskClient, worker_ctx: WorkerContext,
+                                                             api: FakeApi) -> None:
+    api.create_ok(locale="lt")
+    deliver(client, "shopify", "orders_paid", "orders/paid")
+    deliver(client, "shopify", "orders_paid_contact_email", "orders/paid")
+    deliver(client, "woocommerce", "pending", "order.created")
+    run_jobs(worker_ctx)
+    deliver(client, "shopify", "shop_redact", "shop/redact")
+    run_jobs(worker_ctx)
+    conn = worker_ctx.connection
+    left = sorted(k.decode() for k in conn.keys("rq:job:*"))
+    assert left == ["rq:job:redact-coffee-shopify-shop"]

@@ -34,5 +34,7 @@ class Adapter(Protocol):
 
     def order_reference(self, payload: Mapping[str, Any], store: StoreConfig) -> tuple[str, str]: ...
 
+    def orders_to_redact(self, payload: Mapping[str, Any]) -> list[str]: ...
+
 
 ADAPTERS: Mapping[str, Adapter] = {woocommerce.PLATFORM: woocommerce, shopify.PLATFORM: shopify}

@@ -36,7 +36,8 @@ DELIVERY_HEADER = "X-Shopify-Event-Id"
 
 ORDER_TOPICS: dict[str, EventKind] = {"orders/paid": "paid", "orders/cancelled": "cancel"}
 REFUND_TOPIC = "refunds/create"
-COMPLIANCE_TOPICS = {"customers/data_request", "customers/redact", "shop/redact"}
+DATA_REQUEST_TOPIC = "customers/data_request"
+REDACT_TOPICS = {"customers/redact", "shop/redact"}
 
 
 class _Model(BaseModel):
@@ -54,6 +55,18 @@ class _OrderHead(_Model):
 class _RefundHead(_Model):
     id: int
     order_id: int
+
+
+class _RedactCustomer(_Model):
+    id: int
+
+
+class _Redact(_Model):
+    """customers/redact and shop/redact: whose data to delete."""
+
+    shop_id: int | None = None
+    customer: _RedactCustomer | None = None
+    orders_to_redact: list[int] = []
 
 
 class _TaxLine(_Model):
@@ -152,8 +165,16 @@ def classify(topic: str, body: bytes, store: StoreConfig) -> list[Event] | Ignor
             return refund
         return [Event(store=store.id, platform=PLATFORM, kind="refund", order_id=str(refund.order_id),
                       refund_id=str(refund.id), topic=topic)]
-    if topic in COMPLIANCE_TOPICS:
-        return Ignored(reason=f"{topic}: the bridge keeps no customer data beyond its retention period")
+    if topic in REDACT_TOPICS:
+        redact = parse_head(_Redact, body)
+        if isinstance(redact, Ignored):
+            return redact
+        whose = f"customer_{redact.customer.id}" if topic == "customers/redact" and redact.customer else "shop"
+        return [Event(store=store.id, platform=PLATFORM, kind="redact", order_id=whose, topic=topic)]
+    if topic == DATA_REQUEST_TOPIC:
+        # Acknowledged and logged: the bridge holds order payloads only while they are kept for replay.
+        return Ignored(reason="customer data request acknowledged: the bridge keeps order payloads for "
+                              "replay only, for the retention period, and no other customer data")
     return Ignored(reason=f"topic {topic or '(none)'} is not used; subscribe to orders/paid, "
                           "refunds/create and orders/cancelled")
 
@@ -202,6 +223,11 @@ def map_refund(payload: Mapping[str, Any], refund_id: str, store: StoreConfig) -
         amount=money(sum((t.amount for t in paid_back), ZERO)),
         currency=next((t.currency.upper() for t in paid_back if t.currency), None), reason=refund.note or None,
     )
+
+
+def orders_to_redact(payload: Mapping[str, Any]) -> list[str]:
+    """The platform order ids whose kept payloads a customers/redact request covers."""
+    return [str(order_id) for order_id in parse(_Redact, payload).orders_to_redact]
 
 
 def order_reference(payload: Mapping[str, Any], store: StoreConfig) -> tuple[str, str]:

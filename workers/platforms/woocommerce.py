@@ -211,6 +211,11 @@ def map_refund(payload: Mapping[str, Any], refund_id: str, store: StoreConfig) -
     raise MappingError("refunds", f"no refund with id {refund_id} on order {order.id}")
 
 
+def orders_to_redact(payload: Mapping[str, Any]) -> list[str]:
+    """WooCommerce sends no privacy requests; its shops erase personal data themselves."""
+    return []
+
+
 def order_reference(payload: Mapping[str, Any], store: StoreConfig) -> tuple[str, str]:
     """(platform order id, reference) of an order payload."""
     head: _OrderHead = parse(_OrderHead, payload)
