@@ -42,10 +42,12 @@ from workers.loyalty import (
 )
 from workers.orders import ZERO, MappingError, Order, Refund, mask_email, money
 from workers.platforms import ADAPTERS
+from workers.ops import fetch_jobs, requeue
 from workers.privacy import delete_kept_payloads, store_order_ids
 
 logger = logging.getLogger("workers.jobs")
 T = TypeVar("T")
+NEVER_AWARDED = "the order was never awarded here"
 CANCEL = "cancel"
 
 
@@ -228,6 +230,9 @@ def _award(ctx: WorkerContext, store: StoreConfig, order: Order, job_id: str) ->
         if record.skipped is not None:
             return Outcome(outcome="already skipped", reference=reference, reason=record.skipped.reason)
         reason = order.skip_reason(store)
+        if CANCEL in record.refunds:
+            # Deliveries can arrive out of order: a cancellation seen first means nothing to award.
+            reason = "the order was cancelled before its payment was processed here"
         if reason is not None:
             ctx.ledger.record_skip(store.id, reference, "paid", reason)
             return Outcome(outcome="skipped", reference=reference, reason=reason)
@@ -258,8 +263,21 @@ def _award(ctx: WorkerContext, store: StoreConfig, order: Order, job_id: str) ->
                 at=utcnow(), user_id=result.user_id, loyalty_card_id=result.loyalty_card_id,
             )
         ctx.ledger.record_award(store.id, reference, award)
+        _reapply_early_refunds(ctx, store, order, record)
     log(logger, "awarded", store=store.id, reference=reference, email=mask_email(order.email), points=award.points)
     return Outcome(outcome="awarded", reference=reference, points=award.points, transaction_id=award.transaction_id)
+
+
+def _reapply_early_refunds(ctx: WorkerContext, store: StoreConfig, order: Order, record: LedgerRecord) -> None:
+    """Refunds that came before their order was awarded were noted with no points; run them again now."""
+    for refund_id, applied in record.refunds.items():
+        if applied.source != NEVER_AWARDED:
+            continue
+        ctx.ledger.forget_refund(store.id, order.reference, refund_id)
+        event = Event(store=store.id, platform=store.platform, kind="refund", order_id=order.order_id,
+                      refund_id=refund_id)
+        for job in fetch_jobs(ctx.connection, [event.job_id]):
+            requeue(ctx.events.queue, job, ctx.retry_policy)
 
 
 # --- refunds and cancellations --------------------------------------------------------------------
@@ -310,7 +328,7 @@ def _take_back(ctx: WorkerContext, store: StoreConfig, ev: Event, refund: Refund
                                        f"the order earned nothing ({record.skipped.reason})")
             if _paid_job_pending(ctx, ev):
                 raise Wait(f"{kind} of {reference} waits for the order's points to be awarded")
-            return _record_nothing(ctx, store, reference, refund, kind, "skipped", "the order was never awarded here")
+            return _record_nothing(ctx, store, reference, refund, kind, "skipped", NEVER_AWARDED)
         if kind == "cancel":
             refund = refund.model_copy(update={"amount": money(max(record.award.order_total - record.amount_refunded,
                                                                    ZERO))})

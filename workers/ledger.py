@@ -203,6 +203,10 @@ class Ledger:
         """A job for this order failed for good (until replayed)."""
         self._write(store, reference, {FAILED: Note(reason=reason, event=event, at=utcnow(), job_id=job_id)})
 
+    def forget_refund(self, store: str, reference: str, refund_id: str) -> None:
+        """Drop a refund noted before its order was awarded, so it can be applied for real."""
+        self.connection.hdel(self.key(store, reference), REFUND_PREFIX + refund_id)
+
     def forget_award(self, store: str, reference: str, reason: str) -> None:
         """Drop an award Loyalty.lt does not have (reconcile), so the paid job can award it again."""
         self._write(store, reference, {FAILED: Note(reason=reason, event="paid", at=utcnow())}, delete=(AWARD,))

@@ -417,3 +417,14 @@ def test_shop_redact_deletes_every_kept_payload_of_the_store(client: FlaskClient
     conn = worker_ctx.connection
     left = sorted(k.decode() for k in conn.keys("rq:job:*"))
     assert left == ["rq:job:redact-coffee-shopify-shop"]
+
+
+def test_a_cancellation_seen_before_the_payment_means_no_award(client: FlaskClient, worker_ctx: WorkerContext,
+                                                               api: FakeApi) -> None:
+    deliver(client, "shopify", "orders_cancelled", "orders/cancelled")   # Shopify delivers out of order
+    run_jobs(worker_ctx)
+    deliver(client, "shopify", "orders_paid", "orders/paid")
+    run_jobs(worker_ctx)
+    assert api.calls("transactions/create") == []
+    skipped = worker_ctx.ledger.get(SHOP, "SH-1001").skipped
+    assert skipped is not None and "cancelled before" in skipped.reason
