@@ -202,6 +202,10 @@ def check(state: CliState) -> None:
             click.echo(f"  {store.id:<20} FAIL  {exc}")
             continue
         partner = info.partner.name if info.partner else "?"
+        if not info.valid:
+            bad += 1
+            click.echo(f"  {store.id:<20} FAIL  Loyalty.lt says the key pair is not valid")
+            continue
         click.echo(f"  {store.id:<20} ok    {store.platform}, partner {partner!r} ({info.environment or '?'})")
     if bad:
         sys.exit(1)

@@ -13,6 +13,7 @@ from workers.loyalty.errors import (
 )
 from workers.loyalty.models import (
     AwardPointsRequest,
+    Balance,
     CardPointsResult,
     CartItem,
     CreateTransactionRequest,
@@ -24,12 +25,13 @@ from workers.loyalty.models import (
     Transaction,
     TransactionFilters,
     TransactionPage,
+    TransactionType,
 )
 
 __all__ = [
-    "AlreadyDone", "AuthenticationError", "AwardPointsRequest", "CardPointsResult", "CartItem",
+    "AlreadyDone", "AuthenticationError", "AwardPointsRequest", "Balance", "CardPointsResult", "CartItem",
     "CreateTransactionRequest", "CreateTransactionResult", "CredentialsInfo", "DeductPointsRequest",
     "DeductPointsResult", "LoyaltyClient", "LoyaltyError", "NotFoundError", "PermanentError", "RateLimited",
     "RedeemPointsRequest", "RetryableError", "Transaction", "TransactionFilters", "TransactionPage",
-    "ValidationError", "parse_retry_after",
+    "TransactionType", "ValidationError", "parse_retry_after",
 ]

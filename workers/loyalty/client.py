@@ -7,9 +7,10 @@ import time
 from collections.abc import Callable, Iterator
 from email.utils import parsedate_to_datetime
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
+from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
 from workers.loyalty.errors import (
@@ -36,15 +37,23 @@ from workers.loyalty.models import (
     Transaction,
     TransactionFilters,
     TransactionPage,
+    TransactionType,
 )
 
 logger = logging.getLogger("workers.loyalty")
+M = TypeVar("M", bound=BaseModel)
+OnResponse = Callable[[str, int | None, float], None]
+
 ALREADY_EXISTS = "RESOURCE_ALREADY_EXISTS"
+# validate-credentials answers a bad key pair with 400 and one of these codes (docs' table).
+CREDENTIAL_CODES = {1010, 1011, 1012, 1013, 1014}
+JSON = "application/json"
 
 try:
     _VERSION = version("loyalty-bridge")
 except PackageNotFoundError:  # running from a source tree
     _VERSION = "dev"
+USER_AGENT = f"loyalty-bridge/{_VERSION}"
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -61,11 +70,53 @@ def parse_retry_after(value: str | None) -> float | None:
         return None
 
 
-def _int_header(response: requests.Response, name: str) -> int | None:
+def _int_header(headers: Any, name: str) -> int | None:
     try:
-        return int(response.headers[name])
+        return int(headers[name])
     except (KeyError, ValueError):
         return None
+
+
+def _envelope(response: requests.Response) -> Envelope | None:
+    """The answer's envelope, or None when the body is not a JSON object of that shape."""
+    try:
+        raw = response.json()
+    except ValueError:
+        return None
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return Envelope.model_validate(raw)
+    except PydanticValidationError:
+        return None
+
+
+def _error_for_status(status: int, message: str, envelope: Envelope | None, headers: Any,
+                      context: dict[str, Any]) -> LoyaltyError:
+    """The error a non-2xx answer means, chosen by what the caller must do next."""
+    code = envelope.code if envelope is not None else None
+    if status == 409 and code == ALREADY_EXISTS:
+        return AlreadyDone(message, **context)
+    retry_after = parse_retry_after(headers.get("Retry-After"))
+    if status == 429:
+        reset = _int_header(headers, "X-RateLimit-Reset")
+        if retry_after is None and reset is not None:
+            # The docs' Reset is an epoch time; a small number can only be seconds.
+            retry_after = max(reset - time.time(), 0.0) if reset > 1_000_000_000 else float(reset)
+        return RateLimited(message, retry_after=retry_after, limit=_int_header(headers, "X-RateLimit-Limit"),
+                           remaining=_int_header(headers, "X-RateLimit-Remaining"), reset=reset, **context)
+    if status >= 500 or status == 408:
+        return RetryableError(message, retry_after=retry_after, **context)
+    if status < 400:
+        # Redirects are not followed (requests would turn the POST into a GET): the base URL is wrong.
+        return PermanentError(f"redirected to {headers.get('Location', '?')}: check the API URL", **context)
+    if status in (401, 403) or (status == 400 and code in CREDENTIAL_CODES):
+        return AuthenticationError(message, **context)
+    if status == 404:
+        return NotFoundError(message, **context)
+    if status in (400, 422):
+        return ValidationError(message, **context)
+    return PermanentError(message, **context)
 
 
 class LoyaltyClient:
@@ -73,44 +124,44 @@ class LoyaltyClient:
 
     ``on_response(endpoint, status, seconds)`` is called after every call (status None when no
     answer came), and ``before_request()`` before every call: metrics and the shared rate limiter
-    attach there, so this module knows nothing of either.
+    attach there, so this module knows nothing of either. Each method raises a
+    :class:`~workers.loyalty.errors.LoyaltyError` subclass when the call does not succeed.
     """
 
-    def __init__(self, base_url: str, api_key: str, api_secret: str, locale: str = "en", *,
+    def __init__(self, base_url: str, api_key: str, api_secret: str, locale: str = "en",
                  connect_timeout: float = 3.05, read_timeout: float = 10.0,
-                 session: requests.Session | None = None,
-                 on_response: Callable[[str, int | None, float], None] | None = None,
+                 session: requests.Session | None = None, on_response: OnResponse | None = None,
                  before_request: Callable[[], None] | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.locale = locale
         self.timeout = (connect_timeout, read_timeout)
         self.session = session or requests.Session()
-        self.session.headers.update({"Accept": "application/json", "User-Agent": f"loyalty-bridge/{_VERSION}"})
-        self._auth = {"X-API-Key": api_key, "X-API-Secret": api_secret}
         self.on_response = on_response
         self.before_request = before_request
+        # Per-request headers rather than session headers: a session passed in may be shared.
+        self._headers = {"Accept": JSON, "Content-Type": JSON, "User-Agent": USER_AGENT}
+        self._key_pair = {"X-API-Key": api_key, "X-API-Secret": api_secret}
 
     def __repr__(self) -> str:
         return f"LoyaltyClient({self.base_url!r}, locale={self.locale!r})"
 
-    # --- the Shop API ---------------------------------------------------------------------------
+    # --- the Shop API (X-API-Key / X-API-Secret) ----------------------------------------------------
 
     def create_transaction(self, request: CreateTransactionRequest) -> CreateTransactionResult:
-        """Award points for an order (and redeem points spent on it). 409 → :class:`AlreadyDone`."""
-        data = self._call("POST", "transactions/create", json=request.body()).data
-        return self._parse(CreateTransactionResult, data, "POST", "transactions/create")
+        """Award points for an order (and redeem points spent on it).
+
+        Raises :class:`AlreadyDone` when the platform already processed this ``order_id``.
+        """
+        return self._call("POST", "transactions/create", CreateTransactionResult, json=request.body())
 
     def deduct_points(self, request: DeductPointsRequest) -> DeductPointsResult:
-        """Take points back for a refund or a cancellation."""
-        data = self._call("POST", "transactions/deduct-points", json=request.body()).data
-        return self._parse(DeductPointsResult, data, "POST", "transactions/deduct-points")
+        """Take points back for a refund or a cancellation (the platform does not dedupe these)."""
+        return self._call("POST", "transactions/deduct-points", DeductPointsResult, json=request.body())
 
     def list_transactions(self, filters: TransactionFilters | None = None) -> TransactionPage:
         """One page of the partner's transactions."""
-        filters = filters or TransactionFilters()
-        envelope = self._call("GET", "transactions", params=filters.query())
-        return self._parse(TransactionPage, {"meta": envelope.meta or {}, "data": envelope.data or []},
-                           "GET", "transactions")
+        return self._call("GET", "transactions", TransactionPage, params=(filters or TransactionFilters()).query(),
+                          paged=True)
 
     def iter_transactions(self, filters: TransactionFilters | None = None) -> Iterator[Transaction]:
         """Every transaction matching ``filters``, page after page (100 per page)."""
@@ -118,104 +169,115 @@ class LoyaltyClient:
         while True:
             page = self.list_transactions(filters)
             yield from page.data
-            if page.meta.current_page >= page.meta.last_page or not page.data:
+            # Our own page counter, so a server repeating ``current_page`` cannot loop us forever.
+            if not page.data or filters.page >= page.meta.last_page:
                 return
-            filters = filters.model_copy(update={"page": page.meta.current_page + 1})
+            filters = filters.model_copy(update={"page": filters.page + 1})
 
-    def find_transactions(self, reference_number: str, type: str | None = None) -> list[Transaction]:
-        """The transactions of one order reference (optionally of one type): "did this land?"."""
-        filters = TransactionFilters(reference_number=reference_number, type=type)  # type: ignore[arg-type]
-        return [tx for tx in self.iter_transactions(filters) if tx.reference_number in (None, reference_number)]
+    def find_transactions(self, reference_number: str, type: TransactionType | None = None) -> list[Transaction]:
+        """The transactions of one order reference (optionally of one type): "did this call land?".
+
+        Rows are checked again here, so a server ignoring the filter cannot make a false match.
+        """
+        filters = TransactionFilters(reference_number=reference_number, type=type)
+        return [tx for tx in self.iter_transactions(filters)
+                if tx.reference_number == reference_number and (type is None or tx.type in (None, type))]
 
     def validate_credentials(self) -> CredentialsInfo:
-        """Whether the API key pair is valid, and whose it is."""
-        data = self._call("POST", "validate-credentials").data
-        return self._parse(CredentialsInfo, data, "POST", "validate-credentials")
+        """Whether the API key pair is valid, and whose it is (a bad pair raises AuthenticationError)."""
+        return self._call("POST", "validate-credentials", CredentialsInfo)
+
+    # --- card endpoints (Authorization: Bearer <jwt>) ----------------------------------------------
 
     def award_card_points(self, jwt: str, request: AwardPointsRequest) -> CardPointsResult:
-        """Award points on a loyalty card (JWT auth)."""
-        data = self._call("POST", "points/award", json=request.body(), jwt=jwt).data
-        return self._parse(CardPointsResult, data, "POST", "points/award")
+        """Award points on a loyalty card."""
+        return self._call("POST", "points/award", CardPointsResult, json=request.body(), jwt=jwt)
 
     def redeem_card_points(self, jwt: str, request: RedeemPointsRequest) -> CardPointsResult:
-        """Redeem points from a loyalty card (JWT auth); not reversible by the API."""
-        data = self._call("POST", "points", json=request.body(), jwt=jwt).data
-        return self._parse(CardPointsResult, data, "POST", "points")
+        """Redeem points from a loyalty card; not reversible by the API."""
+        return self._call("POST", "points", CardPointsResult, json=request.body(), jwt=jwt)
 
-    # --- plumbing ---------------------------------------------------------------------------------
+    # --- plumbing -----------------------------------------------------------------------------------
 
-    def _path(self, endpoint: str) -> str:
-        return f"/{self.locale}/shop/{endpoint}"
+    def _call(self, method: str, endpoint: str, model: type[M], *, json: dict[str, Any] | None = None,
+              params: dict[str, str] | None = None, jwt: str | None = None, paged: bool = False) -> M:
+        path = f"/{self.locale}/shop/{endpoint}"
+        response = self._send(method, endpoint, path, json=json, params=params, jwt=jwt)
+        envelope, context = self._read(response, method, path)
+        payload = {"meta": envelope.meta or {}, "data": envelope.data} if paged else envelope.data
+        try:
+            return model.model_validate(payload if payload is not None else {})
+        except PydanticValidationError as exc:
+            # A 2xx we cannot read: whether it landed is unknown, so check, then retry.
+            first = exc.errors()[0]
+            where = ".".join(map(str, first["loc"])) or "data"
+            raise RetryableError(f"unexpected answer ({where}: {first['msg']})", **context) from None
 
-    def _call(self, method: str, endpoint: str, *, json: dict[str, Any] | None = None,
-              params: dict[str, str] | None = None, jwt: str | None = None) -> Envelope:
-        path = self._path(endpoint)
-        headers = {"Authorization": f"Bearer {jwt}"} if jwt is not None else self._auth
+    def _send(self, method: str, endpoint: str, path: str, *, json: dict[str, Any] | None,
+              params: dict[str, str] | None, jwt: str | None) -> requests.Response:
+        auth = {"Authorization": f"Bearer {jwt}"} if jwt is not None else self._key_pair
         if self.before_request is not None:
             self.before_request()
+        failure: LoyaltyError | None = None
+        response: requests.Response | None = None
         started = time.perf_counter()
-        status: int | None = None
         try:
             response = self.session.request(method, self.base_url + path, json=json, params=params,
-                                            headers=headers, timeout=self.timeout)
-            status = response.status_code
-        except requests.Timeout:
-            raise RetryableError("timed out", method=method, path=path) from None
+                                            headers={**self._headers, **auth}, timeout=self.timeout,
+                                            allow_redirects=False)
         except requests.RequestException as exc:
-            raise RetryableError(f"network error ({type(exc).__name__})", method=method, path=path) from None
-        finally:
-            elapsed = time.perf_counter() - started
-            logger.debug("%s %s -> %s in %.1f ms", method, path, status, elapsed * 1000)
-            if self.on_response is not None:
-                self.on_response(endpoint, status, elapsed)
-        return self._read(response, method, path)
+            # Only the exception's class name is kept: some requests errors quote header values.
+            failure = self._network_error(exc, method, path)
+        seconds = time.perf_counter() - started
+        status = response.status_code if response is not None else None
+        ms = round(seconds * 1000, 1)
+        logger.debug("%s %s -> %s in %.1f ms", method, path, status, ms,
+                     extra={"fields": {"method": method, "path": path, "status": status, "ms": ms}})
+        self._notify(endpoint, status, seconds)
+        if failure is not None:
+            raise failure  # raised outside the except block, so the original is not chained
+        assert response is not None
+        return response
 
     @staticmethod
-    def _read(response: requests.Response, method: str, path: str) -> Envelope:
+    def _network_error(exc: requests.RequestException, method: str, path: str) -> LoyaltyError:
+        where = {"method": method, "path": path}
+        if isinstance(exc, requests.ConnectTimeout):
+            return RetryableError("connect timeout (the call was not sent)", **where)
+        if isinstance(exc, requests.Timeout):
+            return RetryableError("read timeout (the call may have landed)", **where)
+        if isinstance(exc, ValueError):  # InvalidURL, MissingSchema, InvalidHeader: retrying cannot help
+            return PermanentError(f"cannot send the request ({type(exc).__name__})", **where)
+        return RetryableError(f"network error ({type(exc).__name__})", **where)
+
+    def _notify(self, endpoint: str, status: int | None, seconds: float) -> None:
+        if self.on_response is None:
+            return
+        try:
+            self.on_response(endpoint, status, seconds)
+        except Exception:
+            # A metrics bug must not turn a call that landed into a failure the worker retries.
+            logger.warning("on_response hook failed for %s", endpoint, exc_info=True)
+
+    @staticmethod
+    def _read(response: requests.Response, method: str, path: str) -> tuple[Envelope, dict[str, Any]]:
+        """The envelope of a successful answer, and the context errors about it carry."""
         status = response.status_code
-        try:
-            envelope: Envelope | None = Envelope.model_validate(response.json())
-        except (ValueError, PydanticValidationError):
-            envelope = None
-        where: dict[str, Any] = {"status": status, "method": method, "path": path}
+        envelope = _envelope(response)
+        context: dict[str, Any] = {"status": status, "method": method, "path": path}
         if envelope is not None:
-            where.update(code=envelope.code, request_id=envelope.request_id, errors=normalize_errors(envelope.errors))
-        message = envelope.message if envelope is not None and envelope.message else response.reason or "error"
-
-        if 200 <= status < 300:
-            if envelope is None:
-                # The outcome is unknown: the caller must check before calling again.
-                kind = response.headers.get("Content-Type", "no content type").split(";")[0]
-                raise RetryableError(f"unreadable answer ({kind}, {len(response.content)} bytes)", **where)
-            if not envelope.success:
-                raise RetryableError(f"answer says it did not succeed: {message}", **where)
-            return envelope
-        if status == 409 and envelope is not None and envelope.code == ALREADY_EXISTS:
-            raise AlreadyDone(message, **where)
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        if status == 429:
-            raise RateLimited(message, retry_after=retry_after, limit=_int_header(response, "X-RateLimit-Limit"),
-                              remaining=_int_header(response, "X-RateLimit-Remaining"),
-                              reset=_int_header(response, "X-RateLimit-Reset"), **where)
-        if status >= 500 or status == 408:
-            raise RetryableError(message, retry_after=retry_after, **where)
-        if status in (401, 403):
-            raise AuthenticationError(message, **where)
-        if status == 404:
-            raise NotFoundError(message, **where)
-        if status in (400, 422):
-            raise ValidationError(message, **where)
-        raise PermanentError(message, **where)
-
-    @staticmethod
-    def _parse(model: type[Any], data: Any, method: str, endpoint: str) -> Any:
-        try:
-            return model.model_validate(data if data is not None else {})
-        except PydanticValidationError as exc:
-            # A 2xx we cannot read: whether it landed is unknown, so this is retryable.
-            first = exc.errors()[0]
-            raise RetryableError(f"unexpected answer ({'.'.join(map(str, first['loc']))}: {first['msg']})",
-                                 method=method, path=f"/shop/{endpoint}") from None
+            context.update(code=envelope.code, request_id=envelope.request_id,
+                           errors=normalize_errors(envelope.errors))
+        message = (envelope.message if envelope is not None else None) or response.reason or "error"
+        if not 200 <= status < 300:
+            raise _error_for_status(status, message, envelope, response.headers, context)
+        # From here on the outcome is unknown if we cannot read the answer: the caller must check.
+        if envelope is None:
+            kind = response.headers.get("Content-Type", "no content type").split(";")[0]
+            raise RetryableError(f"unreadable answer ({kind}, {len(response.content)} bytes)", **context)
+        if envelope.success is not True:
+            raise RetryableError(f"answer without success: {message}", **context)
+        return envelope, context
 
 
-__all__ = ["LoyaltyClient", "LoyaltyError", "parse_retry_after"]
+__all__ = ["LoyaltyClient", "parse_retry_after"]

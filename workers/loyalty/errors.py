@@ -1,7 +1,7 @@
 """What can go wrong calling Loyalty.lt, sorted by what the caller must do next.
 
-- :class:`RetryableError` — try again later (network trouble, timeouts, 5xx, 429, an answer nobody
-  can read: the call may or may not have landed, so check before calling again);
+- :class:`RetryableError` — try again later (network trouble, timeouts, 408, 429, 5xx, an answer
+  nobody can read: the call may or may not have landed, so check before calling again);
 - :class:`PermanentError` — give up with the API's reason (400/401/403/404/422 and other 4xx);
 - :class:`AlreadyDone` — the platform already has it (409 ``RESOURCE_ALREADY_EXISTS`` on create).
 
@@ -15,7 +15,11 @@ from typing import Any
 
 
 def normalize_errors(raw: Any) -> dict[str, list[str]]:
-    """Field errors as ``{field: [messages]}``, from a dict of lists/strings or a list of ``{field, message}``."""
+    """Field errors as ``{field: [messages]}``.
+
+    The API sends either ``{field: [messages]}`` (Laravel style) or ``[{field, message, code}]``;
+    a bare string or list of strings lands under the empty field name.
+    """
     out: dict[str, list[str]] = {}
     if isinstance(raw, dict):
         for field, messages in raw.items():
@@ -24,14 +28,19 @@ def normalize_errors(raw: Any) -> dict[str, list[str]]:
     elif isinstance(raw, list):
         for entry in raw:
             if isinstance(entry, dict):
-                out.setdefault(str(entry.get("field", "")), []).append(str(entry.get("message", "")))
+                out.setdefault(str(entry.get("field") or ""), []).append(str(entry.get("message", "")))
             else:
                 out.setdefault("", []).append(str(entry))
+    elif isinstance(raw, str) and raw:
+        out[""] = [raw]
     return out
 
 
 class LoyaltyError(Exception):
-    """A call to Loyalty.lt did not succeed."""
+    """A call to Loyalty.lt did not succeed.
+
+    ``status`` is None when no answer came; ``path`` is the URL path only (no host, no query).
+    """
 
     def __init__(self, message: str, *, status: int | None = None, code: str | int | None = None,
                  request_id: str | None = None, errors: dict[str, list[str]] | None = None,
@@ -47,7 +56,7 @@ class LoyaltyError(Exception):
 
     def __str__(self) -> str:
         where = f"{self.method} {self.path} -> " if self.method else ""
-        status = f"{self.status}" if self.status is not None else "no answer"
+        status = str(self.status) if self.status is not None else "no answer"
         code = f" {self.code}" if self.code not in (None, "", self.status) else ""
         fields = "; ".join(f"{field}: {' '.join(msgs)}" if field else " ".join(msgs)
                            for field, msgs in self.errors.items())
@@ -83,7 +92,7 @@ class PermanentError(LoyaltyError):
 
 
 class AuthenticationError(PermanentError):
-    """401/403: the API key pair (or token) is wrong, or not allowed to do this."""
+    """401/403 (or a 400 with a credentials code): the key pair or token is wrong or not allowed."""
 
 
 class NotFoundError(PermanentError):

@@ -9,13 +9,20 @@ best inference, kept here alone so it is easy to change.
 from __future__ import annotations
 
 from datetime import date
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, model_validator
 
-# Money goes out as a JSON number with two decimals, never a string.
-Money = Annotated[Decimal, PlainSerializer(lambda v: float(round(v, 2)), return_type=float, when_used="json")]
+CENT = Decimal("0.01")
+
+
+def _money_json(value: Decimal) -> float:
+    # The API wants JSON numbers, never strings; cents rounded half up as shops do.
+    return float(value.quantize(CENT, rounding=ROUND_HALF_UP))
+
+
+Money = Annotated[Decimal, Field(ge=0), PlainSerializer(_money_json, return_type=float, when_used="json")]
 
 
 class _Request(BaseModel):
@@ -30,11 +37,28 @@ class _Answer(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
-class Envelope(_Answer):
-    """Every answer: ``{success, message, code, request_id, data, errors, meta}``."""
+class _Customer(_Request):
+    """Who the points belong to: the API needs ``user_email`` or ``user_id``."""
 
-    success: bool
-    message: str = ""
+    user_email: str | None = None
+    user_id: int | None = None
+
+    @model_validator(mode="after")
+    def _someone(self) -> _Customer:
+        if not self.user_email and self.user_id is None:
+            raise ValueError("user_email or user_id is required")
+        return self
+
+
+class Envelope(_Answer):
+    """Every answer: ``{success, message, code, request_id, data, errors}`` (+ ``meta`` on lists).
+
+    ``success`` is optional here so error answers missing it still yield their message; a 2xx
+    answer without ``success: true`` is refused by the client.
+    """
+
+    success: bool | None = None
+    message: str | None = None
     code: str | int | None = None
     request_id: str | None = None
     data: Any = None
@@ -42,23 +66,25 @@ class Envelope(_Answer):
     meta: dict[str, Any] | None = None
 
 
+# --- create transaction ----------------------------------------------------------------------------
+
 class CartItem(_Request):
+    """One product line, sent for the partner's analytics."""
+
     product_id: int | None = None
     product_name: str
-    quantity: int
+    quantity: int = Field(ge=0)
     unit_price: Money
     total_price: Money
     sku: str | None = None
     category: str | None = None
 
 
-class CreateTransactionRequest(_Request):
+class CreateTransactionRequest(_Customer):
     """POST /{locale}/shop/transactions/create: award (and optionally redeem) for an order."""
 
-    user_email: str | None = None
-    user_id: int | None = None
     order_id: str = Field(min_length=1)
-    order_total: Money = Field(ge=0)
+    order_total: Money
     points: int | None = Field(default=None, ge=0)
     currency: str = "EUR"
     description: str | None = None
@@ -67,32 +93,28 @@ class CreateTransactionRequest(_Request):
     loyalty_card_id: int | None = None
     points_redeemed: int | None = Field(default=None, ge=0)
     points_discount_amount: Money | None = None
-    cart_items: list[CartItem] = []
+    cart_items: list[CartItem] | None = None
     meta_data: dict[str, Any] | None = None
-
-    @model_validator(mode="after")
-    def _someone(self) -> CreateTransactionRequest:
-        if not self.user_email and self.user_id is None:
-            raise ValueError("user_email or user_id is required")
-        return self
 
 
 class CreateTransactionResult(_Answer):
+    """``data`` of a created transaction."""
+
     transaction_id: int | None = None
     points_awarded: int | None = None
     points_balance: int | None = None
     loyalty_card_id: int | None = None
     card_number: str | None = None
     user_id: int | None = None
-    order_total: float | None = None
+    order_total: Decimal | None = None
     currency: str | None = None
 
 
-class DeductPointsRequest(_Request):
+# --- deduct points (body inferred) --------------------------------------------------------------
+
+class DeductPointsRequest(_Customer):
     """POST /{locale}/shop/transactions/deduct-points (body inferred, see the module docstring)."""
 
-    user_email: str | None = None
-    user_id: int | None = None
     order_id: str = Field(min_length=1)
     refund_id: str | None = None
     points: int = Field(ge=0)
@@ -101,24 +123,22 @@ class DeductPointsRequest(_Request):
     reason: str | None = None
     meta_data: dict[str, Any] | None = None
 
-    @model_validator(mode="after")
-    def _someone(self) -> DeductPointsRequest:
-        if not self.user_email and self.user_id is None:
-            raise ValueError("user_email or user_id is required")
-        return self
-
 
 class DeductPointsResult(_Answer):
+    """``data`` of a deduction (inferred: every field optional)."""
+
     transaction_id: int | None = None
     points_deducted: int | None = None
     points_balance: int | None = None
 
 
+# --- list transactions -----------------------------------------------------------------------------
+
 TransactionType = Literal["purchase", "refund", "bonus"]
 
 
 class TransactionFilters(_Request):
-    """Filters of GET /{locale}/shop/transactions."""
+    """Query of GET /{locale}/shop/transactions (every documented filter, and paging)."""
 
     user_id: int | None = None
     user_email: str | None = None
@@ -135,27 +155,38 @@ class TransactionFilters(_Request):
 
     def query(self) -> dict[str, str]:
         """Query parameters (dates as YYYY-MM-DD)."""
-        return {k: str(v) for k, v in self.model_dump(mode="json", exclude_none=True).items()}
+        return {k: str(v) for k, v in self.body().items()}
 
 
 class Party(_Answer):
+    """A named thing in an answer (shop, partner, ...)."""
+
     id: int | None = None
     name: str | None = None
 
 
+class TransactionUser(Party):
+    email: str | None = None
+    phone: str | None = None
+
+
+class TransactionCard(Party):
+    number: str | None = None
+
+
 class Transaction(_Answer):
-    """One row of the transaction list."""
+    """One row of the transaction list (``points`` is negative for refunds)."""
 
     id: int
     type: str | None = None
     points: int | None = None
-    amount: float | None = None
+    amount: Decimal | None = None
     currency: str | None = None
     description: str | None = None
     reference_number: str | None = None
     status: str | None = None
-    user: Party | None = None
-    loyalty_card: Party | None = None
+    user: TransactionUser | None = None
+    loyalty_card: TransactionCard | None = None
     shop: Party | None = None
     metadata: dict[str, Any] | None = None
     transaction_date: str | None = None
@@ -170,15 +201,27 @@ class PageMeta(_Answer):
 
 
 class TransactionPage(_Answer):
+    """One page of transactions."""
+
     meta: PageMeta
     data: list[Transaction]
 
 
+# --- validate credentials ------------------------------------------------------------------------
+
+class Partner(Party):
+    status: str | None = None
+
+
 class CredentialsInfo(_Answer):
+    """``data`` of validate-credentials."""
+
     valid: bool = False
-    partner: Party | None = None
+    partner: Partner | None = None
     environment: str | None = None
 
+
+# --- card points (JWT) ----------------------------------------------------------------------------
 
 class AwardPointsRequest(_Request):
     """POST /{locale}/shop/points/award (JWT)."""
@@ -192,12 +235,13 @@ class AwardPointsRequest(_Request):
 
 
 class RedeemPointsRequest(_Request):
-    """POST /{locale}/shop/points with transaction_type "redeem" (JWT)."""
+    """POST /{locale}/shop/points with transaction_type "redeem" (JWT); not reversible by the API."""
 
     card_id: int
     points: int = Field(gt=0)
     transaction_type: Literal["redeem"] = "redeem"
     redemption_type: Literal["purchase_discount", "free_product", "voucher", "cashback"]
+    purchase_amount: Money | None = None
     discount_amount: Money | None = None
     description: str | None = Field(default=None, max_length=255)
     metadata: dict[str, Any] | None = None
@@ -206,9 +250,14 @@ class RedeemPointsRequest(_Request):
 class Balance(_Answer):
     current_points: int | None = None
     previous_points: int | None = None
+    points_redeemed: int | None = None
     tier: str | None = None
+    tier_upgraded: bool | None = None
+    next_tier_points: int | None = None
 
 
 class CardPointsResult(_Answer):
+    """``data`` of a card award or redemption: the transaction and the new balance."""
+
     transaction: dict[str, Any] | None = None
     balance: Balance | None = None

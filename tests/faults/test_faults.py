@@ -1,0 +1,185 @@
+"""Faults with real processes: gunicorn web processes, `bridge worker` processes, a real Redis and the
+sandbox over HTTP. Whatever happens, each paid order is awarded once, each refund deducted once, and
+no webhook that got a 2xx is lost."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+
+from bench.chaos import check, run, schedule
+from bench.cluster import Cluster, wait_until
+from bench.workload import Delivery, PlannedOrder, deliveries, plan
+from bridge.sandbox import SandboxConfig
+from workers.ledger import Ledger
+
+pytestmark = pytest.mark.fault
+
+
+def post_until_accepted(url: str, delivery: Delivery, answers: Counter[int] | None = None,
+                        timeout: float = 60) -> int:
+    """Post like a shop: again and again until a 2xx."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            resp = requests.post(url + delivery.path, data=delivery.body, headers=delivery.headers, timeout=10)
+            status = resp.status_code
+            if status == 503:
+                assert int(resp.headers["Retry-After"]) > 0
+        except requests.RequestException:
+            status = 0
+        if answers is not None:
+            answers[status] += 1
+        if 200 <= status < 300:
+            return status
+        time.sleep(0.1)
+    raise AssertionError(f"{delivery.label} was never accepted")
+
+
+def send_all(cluster: Cluster, sends: list[Delivery], threads: int = 8) -> None:
+    rng = random.Random(1)
+    urls = cluster.urls
+    with ThreadPoolExecutor(threads) as pool:
+        for future in [pool.submit(post_until_accepted, rng.choice(urls), d) for d in sends]:
+            future.result()
+
+
+def ledger(cluster: Cluster) -> Ledger:
+    return Ledger(cluster.connection(), retention=86400)
+
+
+def order_of(platform: str, order_id: int, total: str = "20.00", refund: str | None = None) -> PlannedOrder:
+    from decimal import Decimal
+
+    order = PlannedOrder(platform, order_id, f"fault-{order_id}@example.com", Decimal(total))
+    if refund:
+        order.refunds.append((order_id * 10, Decimal(refund)))
+    return order
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+def test_two_web_processes_and_three_workers_award_each_order_once(workdir: Path) -> None:
+    orders = plan(40, random.Random(11))
+    with Cluster(workdir, webs=2, workers=3) as cluster:
+        send_all(cluster, schedule(orders, random.Random(12)) * 2)
+        cluster.wait_drained(120)
+        assert check(cluster, orders) == []
+        purchases = Counter(t["reference_number"] for t in cluster.transactions() if t["type"] == "purchase")
+        assert set(purchases.values()) == {1}
+
+
+def wait_for_inflight(cluster: Cluster, store: str, reference: str, op: str) -> None:
+    wait_until(lambda: op in ledger(cluster).get(store, reference).inflight, 30, f"{op} of {reference} in flight")
+
+
+def test_sigkill_a_worker_mid_create_and_mid_deduct(workdir: Path) -> None:
+    """The call is on the wire when the worker dies; a new worker finishes the job, asking Loyalty.lt
+    whether the call landed (it did) instead of calling again."""
+    order = order_of("woocommerce", 810001, total="20.00", refund="5.00")
+    paid, refund = deliveries(order)
+    with Cluster(workdir, webs=1, workers=1, sandbox=SandboxConfig(latency_ms=1500, rate_limit_per_minute=0)) as c:
+        post_until_accepted(c.urls[0], paid)
+        wait_for_inflight(c, order.store, order.reference, "award")
+        time.sleep(0.4)                                  # the create call is sleeping in the sandbox
+        c.kill_worker(c.workers[0])
+        c.start_worker()
+        c.wait_drained(90)
+        award = ledger(c).get(order.store, order.reference).award
+        assert award is not None and award.source == "recovered"
+
+        post_until_accepted(c.urls[0], refund)
+        wait_for_inflight(c, order.store, order.reference, f"refund:{order.refunds[0][0]}")
+        time.sleep(0.4)                                  # the deduct call is sleeping in the sandbox
+        c.kill_worker(c.workers[0])
+        c.start_worker()
+        c.wait_drained(90)
+        kinds = Counter(t["type"] for t in c.transactions() if t["reference_number"] == order.reference)
+        assert kinds == {"purchase": 1, "refund": 1}
+        assert c.balances() == {order.email: order.remaining}
+        applied = ledger(c).get(order.store, order.reference).refunds[str(order.refunds[0][0])]
+        assert applied.source == "recovered" and applied.points == order.awarded - order.remaining
+
+
+def test_redis_restart_during_a_stream_loses_no_acknowledged_webhook(workdir: Path) -> None:
+    orders = [order_of("shopify" if i % 2 else "woocommerce", 820000 + i) for i in range(60)]
+    answers: Counter[int] = Counter()
+    with Cluster(workdir, webs=1, workers=2) as c:
+        def stream() -> None:
+            for order in orders:
+                post_until_accepted(c.urls[0], deliveries(order)[0], answers)
+                time.sleep(0.05)
+
+        sender = threading.Thread(target=stream)
+        sender.start()
+        time.sleep(1.0)
+        c.restart_redis(down_for=2.0)
+        sender.join(120)
+        assert answers[503] > 0, "the intake should answer 503 while Redis is down"
+        for process in [p for p in c.workers if p.poll() is not None]:   # a supervisor restarts workers
+            c.workers.remove(process)
+            c.start_worker()
+        c.wait_drained(120)
+        assert check(c, orders) == []
+
+
+def test_5xx_timeouts_and_429_storms_still_award_exactly_once(workdir: Path) -> None:
+    orders = plan(30, random.Random(21))
+    storm = SandboxConfig(error_rate=0.25, timeout_rate=0.05, timeout_seconds=3, error_after_commit_rate=0.05,
+                          rate_limit_per_minute=15, rate_limit_window_seconds=2, seed=3)
+    with Cluster(workdir, webs=1, workers=3, sandbox=storm) as c:
+        send_all(c, schedule(orders, random.Random(22)))
+        c.wait_drained(240)
+        assert check(c, orders) == []
+        stats = c.sandbox.sandbox.state.request_counts()["by_status"]
+        assert stats.get("429", 0) > 0 and stats.get("500", 0) > 0
+
+
+def test_fifty_concurrent_identical_deliveries_make_one_award(workdir: Path) -> None:
+    order = order_of("shopify", 830001)
+    paid = deliveries(order)[0]
+    with Cluster(workdir, webs=2, workers=2) as c:
+        def once(i: int) -> int:
+            url = c.urls[i % 2]
+            return requests.post(url + paid.path, data=paid.body, headers=paid.headers, timeout=10).status_code
+
+        with ThreadPoolExecutor(25) as pool:
+            statuses = Counter(pool.map(once, range(50)))
+        assert statuses == {202: 1, 200: 49}
+        c.wait_drained(60)
+        assert check(c, [order]) == []
+
+
+def test_a_backlog_drains_at_the_rate_limit_without_a_single_429(workdir: Path) -> None:
+    """10 calls per 3 s at Loyalty.lt; 40 orders queued at once; jobs wait for a slot without holding
+    workers, and no call is refused."""
+    orders = [order_of("woocommerce", 840000 + i) for i in range(40)]
+    limited = SandboxConfig(rate_limit_per_minute=10, rate_limit_window_seconds=3)
+    env = {"BRIDGE_RATE_LIMIT_WINDOW": "3", "BRIDGE_RATE_LIMIT_MARGIN": "1"}
+    with Cluster(workdir, webs=1, workers=2, sandbox=limited, rate_limit_per_minute=10, env=env) as c:
+        send_all(c, [deliveries(o)[0] for o in orders])
+        c.wait_drained(120)
+        assert check(c, orders) == []
+        assert c.sandbox.sandbox.state.request_counts()["by_status"] == {"200": 40}
+        # The limit was met by waiting: most jobs were rescheduled for a slot at least once.
+        from rq.job import Job
+
+        jobs = Job.fetch_many([f"paid-woo-{o.order_id}" for o in orders], connection=c.connection())
+        assert sum(1 for j in jobs if j and j.number_of_retries) >= 20
+
+
+def test_chaos_run_ci_sized(workdir: Path) -> None:
+    """The chaos run (bench/chaos.py) at a size that fits CI."""
+    report = run(orders=250, webs=2, workers=3, kill_every=2.0, seed=5, timeout=400, workdir=workdir)
+    assert report.worker_kills > 0
+    assert report.differences == [], report.as_dict()
