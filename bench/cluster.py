@@ -21,11 +21,10 @@ from types import TracebackType
 import requests
 from redis import Redis
 from rq import Queue
-from rq.intermediate_queue import IntermediateQueue
-from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 
 from bridge.embedded_redis import EmbeddedRedis, free_port
 from bridge.sandbox import SandboxConfig, SandboxServer
+from workers.event_queue import EventQueue
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -164,14 +163,11 @@ class Cluster:
         return Redis.from_url(self.redis.url)
 
     def drained(self) -> bool:
-        """No job queued, running, scheduled, or taken by a worker that died before starting it (RQ's
-        intermediate queue: its maintenance hands such a job on after a minute)."""
+        """Every job has reached its end: none is open in the bridge's index (queued, running,
+        waiting, or taken by a worker that died), and the queue is empty."""
         conn = self.connection()
         try:
-            queue = Queue("loyalty", connection=conn)
-            taken = conn.llen(IntermediateQueue.get_intermediate_queue_key(queue.key))
-            return (queue.count == 0 and taken == 0 and StartedJobRegistry(queue=queue).count == 0
-                    and ScheduledJobRegistry(queue=queue).count == 0)
+            return conn.zcard(EventQueue.open_jobs_key) == 0 and Queue("loyalty", connection=conn).count == 0
         finally:
             conn.close()
 

@@ -404,7 +404,7 @@ def replay(state: CliState, references: tuple[str, ...], replay_failed: bool, st
         if dry_run:
             click.echo(f"{label}: would replay ({job.get_status()})")
             continue
-        requeue(queue, job, ctx.retry_policy)
+        requeue(ctx.events, job, ctx.retry_policy)
         to_wait.append(job.id)
     if dry_run:
         click.echo(f"Dry run: {len(jobs) - summary['already done']} to replay, {summary['already done']} already done.")

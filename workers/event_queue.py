@@ -12,31 +12,37 @@ failed job can be replayed as it arrived; it expires with the job (``payload_ret
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from redis import Redis
 from rq import Queue
+from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job, JobStatus
 
 from config.settings import Settings
 from workers.events import Event
 from workers.retrying import RetryPolicy
 
+logger = logging.getLogger("workers.event_queue")
 JOB_FUNC = "workers.jobs.process_event"
+FINAL = (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.STOPPED)
 KEY_PREFIX = "lb:"
 ARRIVALS_KEPT = 50
 
 # KEYS: job hash, queue list, queues set, arrivals list, order's jobs set, reference → order id,
-#       order id → reference
-# ARGV: job id, ttl, arrival, reference ('' when unknown), order id, job hash field/value pairs...
+#       order id → reference, open jobs
+# ARGV: job id, ttl, arrival, reference ('' when unknown), order id, now, job hash field/value pairs...
 _SUBMIT = f"""
 local fresh = redis.call('EXISTS', KEYS[1]) == 0
 if fresh then
-    redis.call('HSET', KEYS[1], unpack(ARGV, 6))
+    redis.call('HSET', KEYS[1], unpack(ARGV, 7))
     redis.call('RPUSH', KEYS[2], ARGV[1])
     redis.call('SADD', KEYS[3], KEYS[2])
+    redis.call('ZADD', KEYS[8], ARGV[6], ARGV[1])
 end
 local ttl = tonumber(ARGV[2])
 redis.call('LPUSH', KEYS[4], (fresh and 'queued' or 'duplicate') .. '\\t' .. ARGV[3])
@@ -86,6 +92,8 @@ class EventQueue:
         self._submit = connection.register_script(_SUBMIT)
 
     # Key layout: one place.
+    open_jobs_key = f"{KEY_PREFIX}open-jobs"
+
     @staticmethod
     def arrivals_key(job_id: str) -> str:
         return f"{KEY_PREFIX}arrivals:{job_id}"
@@ -137,8 +145,9 @@ class EventQueue:
                 fields += [name, value if isinstance(value, (bytes, str, int, float)) else str(value)]
         keys = [job.key, self.queue.key, Queue.redis_queues_keys, self.arrivals_key(job.id),
                 self.order_jobs_key(event.store, event.order_id),
-                self.reference_key(event.store, event.reference or ""), self.order_key(event.store, event.order_id)]
-        args = [job.id, self.retention, arrival.encode(), event.reference or "", event.order_id, *fields]
+                self.reference_key(event.store, event.reference or ""), self.order_key(event.store, event.order_id),
+                self.open_jobs_key]
+        args = [job.id, self.retention, arrival.encode(), event.reference or "", event.order_id, time.time(), *fields]
         return bool(self._submit(keys=keys, args=args))
 
     def index_order(self, store: str, order_id: str, reference: str) -> None:
@@ -167,3 +176,45 @@ class EventQueue:
         """The deliveries of a job's event, newest first."""
         raw: list[bytes] = self.connection.lrange(self.arrivals_key(job_id), 0, -1)  # type: ignore[assignment]
         return [Arrival.decode(r) for r in raw]
+
+    # --- open jobs: nothing acknowledged is ever lost ---------------------------------------------
+
+    def opened(self, job_id: str) -> None:
+        """Note a job as open again (replayed)."""
+        self.connection.zadd(self.open_jobs_key, {job_id: time.time()})
+
+    def closed(self, job_id: str) -> None:
+        """The job reached its end (done, or failed for a person to see)."""
+        self.connection.zrem(self.open_jobs_key, job_id)
+
+    def _somewhere(self, job: Job) -> bool:
+        """Whether RQ holds the job anywhere a worker or the scheduler will find it."""
+        queue = self.queue
+        return (self.connection.lpos(queue.key, job.id) is not None
+                or self.connection.lpos(IntermediateQueue.get_intermediate_queue_key(queue.key), job.id) is not None
+                or job.id in queue.scheduled_job_registry or job.id in queue.started_job_registry
+                or job.id in queue.deferred_job_registry)
+
+    def sweep(self, older_than: float = 60.0) -> list[str]:
+        """Requeue open jobs RQ no longer holds anywhere; returns their ids.
+
+        A worker killed at the wrong instant can leave a job marked scheduled (RQ sets that status
+        before the pipeline that schedules it). Runs in worker maintenance; a job is only taken for
+        lost when nothing touched it for ``older_than`` seconds.
+        """
+        found: list[str] = []
+        cutoff = time.time() - older_than
+        raw: list[bytes] = self.connection.zrangebyscore(self.open_jobs_key, 0, cutoff)  # type: ignore[assignment]
+        for job_id in (r.decode() for r in raw):
+            job = next(iter(Job.fetch_many([job_id], connection=self.connection)), None)
+            if job is None or job.get_status(refresh=False) in FINAL:
+                self.closed(job_id)
+                continue
+            touched = max((t.timestamp() for t in (job.enqueued_at, job.started_at, job.ended_at,
+                                                   job.last_heartbeat) if t), default=0.0)
+            if touched > cutoff or self._somewhere(job):
+                continue
+            logger.warning("requeueing lost job %s (status %s, held nowhere)", job_id, job.get_status(refresh=False))
+            self.queue.enqueue_job(job)
+            found.append(job_id)
+        return found

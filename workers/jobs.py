@@ -92,6 +92,7 @@ def process_event(event: dict[str, Any], payload: str) -> dict[str, Any] | Retry
     fields.update(outcome.model_dump(exclude_none=True))
     log(logger, "job", **fields)
     observe_job(ev.kind, outcome.outcome)
+    ctx.events.closed(fields["job_id"])
     return outcome.model_dump()
 
 
@@ -132,6 +133,7 @@ def _fail(ctx: WorkerContext, job: Job | None, ev: Event, reason: str, fields: d
     fields.update(outcome="failed", reason=reason)
     log(logger, "job", logging.ERROR, **fields)
     observe_job(ev.kind, "failed")
+    ctx.events.closed(job.id if job else ev.job_id)
 
 
 def _process(ctx: WorkerContext, ev: Event, payload: str, job: Job | None) -> Outcome:
@@ -277,7 +279,7 @@ def _reapply_early_refunds(ctx: WorkerContext, store: StoreConfig, order: Order,
         event = Event(store=store.id, platform=store.platform, kind="refund", order_id=order.order_id,
                       refund_id=refund_id)
         for job in fetch_jobs(ctx.connection, [event.job_id]):
-            requeue(ctx.events.queue, job, ctx.retry_policy)
+            requeue(ctx.events, job, ctx.retry_policy)
 
 
 # --- refunds and cancellations --------------------------------------------------------------------

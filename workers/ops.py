@@ -138,7 +138,7 @@ def already_done(ledger: Ledger, job: Job) -> str | None:
     return None
 
 
-def requeue(queue: Queue, job: Job, policy: RetryPolicy) -> None:
+def requeue(events: EventQueue, job: Job, policy: RetryPolicy) -> None:
     """Put a job back on the queue from its kept payload, with a fresh retry budget and window."""
     job.meta["replayed_at"] = datetime.now(UTC).isoformat()
     job.meta.pop("failure_reason", None)
@@ -146,6 +146,8 @@ def requeue(queue: Queue, job: Job, policy: RetryPolicy) -> None:
     fresh = policy.initial()
     job.retries_left, job.retry_intervals, job.number_of_retries = fresh.max, fresh.intervals, 0
     job.save()
+    events.opened(job.id)
+    queue = events.queue
     status = job.get_status()
     if status == JobStatus.FAILED:
         FailedJobRegistry(queue=queue).requeue(job)

@@ -120,5 +120,5 @@ def fix(ctx: WorkerContext, store: StoreConfig, difference: Difference) -> str:
         ctx.ledger.forget_award(store.id, difference.reference,
                                 reason="reconcile: the award was not found at Loyalty.lt")
     # "unknown here": the paid job runs again, gets a 409 and records the existing transaction.
-    requeue(ctx.events.queue, paid[0], ctx.retry_policy)
+    requeue(ctx.events, paid[0], ctx.retry_policy)
     return f"requeued {paid[0].id}"

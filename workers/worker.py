@@ -30,6 +30,12 @@ class _Tuned:
         kwargs.setdefault("maintenance_interval", self.maintenance_every)
         super().__init__(*args, **kwargs)
 
+    def run_maintenance_tasks(self) -> None:
+        """RQ's maintenance, then requeue any open job RQ lost track of (see EventQueue.sweep)."""
+        super().run_maintenance_tasks()  # type: ignore[misc]
+        ctx = context.current()
+        ctx.events.sweep(older_than=max(30.0, 2.0 * self.maintenance_every))
+
 
 class BridgeWorker(_Tuned, SimpleWorker):
     """RQ's in-process worker. Nothing refreshes a job's heartbeat while it runs in-process, so the

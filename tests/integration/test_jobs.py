@@ -170,7 +170,7 @@ def test_redelivery_and_replay_change_nothing(client: FlaskClient, worker_ctx: W
     deliver(client, "woocommerce", "processing", "order.updated")     # plain redelivery
     run_jobs(worker_ctx)
     job = Job.fetch("paid-coffee-woo-4210", connection=worker_ctx.connection)
-    requeue(worker_ctx.events.queue, job, worker_ctx.retry_policy)    # an operator replays it
+    requeue(worker_ctx.events, job, worker_ctx.retry_policy)    # an operator replays it
     run_jobs(worker_ctx)
     assert len(api.calls("transactions/create")) == 1
     assert job.return_value(refresh=True)["outcome"] == "already awarded"
@@ -428,3 +428,19 @@ def test_a_cancellation_seen_before_the_payment_means_no_award(client: FlaskClie
     assert api.calls("transactions/create") == []
     skipped = worker_ctx.ledger.get(SHOP, "SH-1001").skipped
     assert skipped is not None and "cancelled before" in skipped.reason
+
+
+def test_a_job_rq_lost_track_of_is_found_and_requeued(client: FlaskClient, worker_ctx: WorkerContext,
+                                                      api: FakeApi) -> None:
+    """A worker killed between RQ setting "scheduled" and scheduling the job leaves it nowhere."""
+    api.create_ok(points=278)
+    deliver(client, "woocommerce", "processing", "order.created")
+    conn = worker_ctx.connection
+    job = Job.fetch("paid-coffee-woo-4210", connection=conn)
+    conn.lrem(worker_ctx.events.queue.key, 0, job.id)      # held nowhere...
+    job.set_status(JobStatus.SCHEDULED)                     # ...but marked as if it were
+    assert worker_ctx.events.sweep(older_than=60) == []     # too recent to be called lost
+    assert worker_ctx.events.sweep(older_than=-1) == ["paid-coffee-woo-4210"]
+    run_jobs(worker_ctx)
+    assert worker_ctx.ledger.get(WOO, "WC-4210").award is not None
+    assert conn.zcard(worker_ctx.events.open_jobs_key) == 0
