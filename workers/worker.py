@@ -28,6 +28,9 @@ class _Tuned:
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("maintenance_interval", self.maintenance_every)
+        # An idle worker blocks on the queue for worker_ttl - 15 s and only runs maintenance between
+        # waits: keep the wait as short as the maintenance interval.
+        kwargs.setdefault("worker_ttl", self.maintenance_every + 15)
         super().__init__(*args, **kwargs)
 
     def run_maintenance_tasks(self) -> None:
