@@ -12,7 +12,7 @@ bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 # The intake is short CPU work plus one Redis round trip: a few processes with a few threads each
 # keep both cores busy and keep connections alive between a shop's deliveries.
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2))
-worker_class = "gthread"
+worker_class = os.environ.get("WEB_WORKER_CLASS", "gthread")
 threads = int(os.environ.get("WEB_THREADS", "4"))
 keepalive = 5
 # Shopify waits 5 s for an answer; nothing in the intake should take more than a fraction of that.

@@ -37,26 +37,36 @@ ARRIVALS_KEPT = 50
 #       order id → reference, open jobs
 # ARGV: job id, ttl, arrival, reference ('' when unknown), order id, now, job hash field/value pairs...
 _SUBMIT = f"""
-local fresh = redis.call('EXISTS', KEYS[1]) == 0
-if fresh then
-    redis.call('HSET', KEYS[1], unpack(ARGV, 7))
-    redis.call('RPUSH', KEYS[2], ARGV[1])
-    redis.call('SADD', KEYS[3], KEYS[2])
-    redis.call('ZADD', KEYS[8], ARGV[6], ARGV[1])
-end
 local ttl = tonumber(ARGV[2])
+local fresh = redis.call('EXISTS', KEYS[1]) == 0
 redis.call('LPUSH', KEYS[4], (fresh and 'queued' or 'duplicate') .. '\\t' .. ARGV[3])
 redis.call('LTRIM', KEYS[4], 0, {ARRIVALS_KEPT - 1})
 redis.call('EXPIRE', KEYS[4], ttl)
+-- A redelivery only notes its arrival; everything else was done by the first delivery.
+if not fresh then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 7))
+redis.call('RPUSH', KEYS[2], ARGV[1])
+redis.call('SADD', KEYS[3], KEYS[2])
+redis.call('ZADD', KEYS[8], ARGV[6], ARGV[1])
 redis.call('SADD', KEYS[5], ARGV[1])
 redis.call('EXPIRE', KEYS[5], ttl)
 if ARGV[4] ~= '' then
     redis.call('SET', KEYS[6], ARGV[5], 'EX', ttl)
     redis.call('SET', KEYS[7], ARGV[4], 'EX', ttl)
 end
-if fresh then return 1 end
-return 0
+return 1
 """
+
+# A redelivery of a job this process has seen: note the arrival if the job still exists (else 0,
+# and the caller submits it in full). KEYS: job hash, arrivals list. ARGV: arrival, ttl.
+_REDELIVERY = f"""
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('LPUSH', KEYS[2], 'duplicate\\t' .. ARGV[1])
+redis.call('LTRIM', KEYS[2], 0, {ARRIVALS_KEPT - 1})
+redis.call('EXPIRE', KEYS[2], tonumber(ARGV[2]))
+return 1
+"""
+SEEN_KEPT = 50_000
 
 
 @dataclass(frozen=True)
@@ -89,7 +99,14 @@ class EventQueue:
         self.retention = settings.payload_retention
         self.timeout = settings.job_timeout
         self.retry_policy = RetryPolicy(settings)
+        # One crash-retry schedule per process: its jitter spreads processes apart, and building it
+        # per webhook would cost the intake more than the rest of the job.
+        self._crash_retry = self.retry_policy.initial()
         self._submit = connection.register_script(_SUBMIT)
+        self._redelivery = connection.register_script(_REDELIVERY)
+        # Job ids this process queued or saw as duplicates: a redelivery of one skips building the
+        # job (WooCommerce sends order.updated many times per order). A hint only: Redis decides.
+        self._seen: set[str] = set()
 
     # Key layout: one place.
     open_jobs_key = f"{KEY_PREFIX}open-jobs"
@@ -122,7 +139,7 @@ class EventQueue:
             timeout=self.timeout,
             result_ttl=self.retention,
             failure_ttl=self.retention,
-            retry=self.retry_policy.initial(),
+            retry=self._crash_retry,
             origin=self.queue.name,
             status=JobStatus.QUEUED,
             meta={"store": event.store, "kind": event.kind, "order_id": event.order_id,
@@ -137,18 +154,27 @@ class EventQueue:
 
         ``request_id`` (the intake's) follows the job into its log lines.
         """
-        job = self.build_job(event, payload, delivery_id, request_id)
         arrival = Arrival("", datetime.now(UTC).isoformat(timespec="milliseconds"), event.topic, delivery_id)
+        job_id = event.job_id
+        if job_id in self._seen and self._redelivery(keys=[Job.key_for(job_id), self.arrivals_key(job_id)],
+                                                     args=[arrival.encode(), self.retention]):
+            return False
+        job = self.build_job(event, payload, delivery_id, request_id)
         fields: list[bytes | str | int | float] = []
         for name, value in job.to_dict().items():
-            if value is not None:
+            # Unset fields (None, or '' for a job that never ran) read back the same when absent.
+            if value is not None and value != "":
                 fields += [name, value if isinstance(value, (bytes, str, int, float)) else str(value)]
         keys = [job.key, self.queue.key, Queue.redis_queues_keys, self.arrivals_key(job.id),
                 self.order_jobs_key(event.store, event.order_id),
                 self.reference_key(event.store, event.reference or ""), self.order_key(event.store, event.order_id),
                 self.open_jobs_key]
         args = [job.id, self.retention, arrival.encode(), event.reference or "", event.order_id, time.time(), *fields]
-        return bool(self._submit(keys=keys, args=args))
+        queued = bool(self._submit(keys=keys, args=args))
+        if len(self._seen) >= SEEN_KEPT:
+            self._seen.clear()
+        self._seen.add(job_id)
+        return queued
 
     def index_order(self, store: str, order_id: str, reference: str) -> None:
         """Record reference ⇄ order id (the worker does this when the intake could not)."""
