@@ -99,7 +99,7 @@ def benchmark(duplicates: bool, rounds: int, seconds: float, connections: int, t
         (tmp / "stores.toml").write_text(STORES_TOML)
         redis = EmbeddedRedis(tmp / "redis", persist=False).start()
         env = {**os.environ, "REDIS_URL": redis.url, "BRIDGE_STORES_FILE": str(tmp / "stores.toml"),
-               "BRIDGE_LOG_LEVEL": "WARNING", "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
+               "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
                "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics")}
         bridge_port, bare_port = free_port(), free_port()
         bridge = start_server(procfile("web"), bridge_port, env, tmp / "bridge.log")

@@ -1,9 +1,9 @@
 """Loyalty.lt's rate limit (60 requests a minute per API key), shared by every worker process.
 
 The ``limits`` package keeps a moving window per API key in Redis. A job that finds the window
-full does not sleep on a worker: it is rescheduled (:class:`workers.jobs.Wait`) to when a slot
-frees, spread over the next window so a backlog comes back a few at a time, and other stores' jobs
-go on meanwhile.
+full does not sleep on a worker: it is rescheduled (:class:`workers.job_errors.Wait`) to when a
+slot frees, with a little spread so a backlog comes back a few at a time, and other stores' jobs go
+on meanwhile.
 
 The window is a little longer than the server's (``rate_limit_margin``, 1 s): a request reaches
 Loyalty.lt a little after the bridge counted it, and the spare second absorbs that, so a backlog
@@ -53,5 +53,6 @@ class ApiRateLimiter:
         if self._limiter.hit(item, key):
             return 0.0
         reset_at, _ = self._limiter.get_window_stats(item, key)
-        # Spread the comeback over the next window so a backlog does not return all at once.
-        return max(reset_at - time.time(), 0.0) + self._rng.uniform(0, self.window)
+        # Come back when the oldest slot frees, spread over a sixth of the window: wide enough that a
+        # backlog does not return all at once, narrow enough that freed slots do not go unused.
+        return max(reset_at - time.time(), 0.0) + self._rng.uniform(0, self.window / 6)

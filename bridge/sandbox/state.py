@@ -20,6 +20,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
+from workers.loyalty.models import TransactionFilters
+
 # Ids of each kind start far apart, so a client that mixes up a user id and a card id shows it.
 ID_BASES = {"user": 100, "card": 500, "transaction": 1000}
 NEXT_TIER_AT = 1000  # the sandbox has one tier ("Bronze"); next_tier_points counts towards this
@@ -170,21 +172,11 @@ class CardRedeem(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
-class ListQuery(BaseModel):
-    """Query of GET transactions: the documented filters and paging."""
+class ListQuery(TransactionFilters):
+    """Query of GET transactions: the documented filters and paging (the client's own model; the
+    server ignores parameters it does not know)."""
 
-    user_id: int | None = None
-    user_email: str | None = None
-    loyalty_card_id: int | None = None
-    shop_id: int | None = None
-    staff_id: int | None = None
-    category_id: int | None = None
-    reference_number: str | None = None
-    type: str | None = None
-    date_from: date | None = None
-    date_to: date | None = None
-    per_page: int = Field(15, ge=1, le=100)
-    page: int = Field(1, ge=1)
+    model_config = ConfigDict(extra="ignore")
 
 
 # --- the data --------------------------------------------------------------------------------
