@@ -49,6 +49,7 @@ logger = logging.getLogger("workers.jobs")
 T = TypeVar("T")
 NEVER_AWARDED = "the order was never awarded here"
 CANCEL = "cancel"
+REFUND_OP = "refund:"  # the ledger's in-flight op of a refund: refund:<refund id>
 
 
 class Outcome(BaseModel):
@@ -331,6 +332,8 @@ def _take_back(ctx: WorkerContext, store: StoreConfig, ev: Event, refund: Refund
             if _paid_job_pending(ctx, ev):
                 raise Wait(f"{kind} of {reference} waits for the order's points to be awarded")
             return _record_nothing(ctx, store, reference, refund, kind, "skipped", NEVER_AWARDED)
+        if any(op.startswith(REFUND_OP) and op != REFUND_OP + refund.refund_id for op in record.inflight):
+            record = _recover_deductions(ctx, store, reference, record)
         if kind == "cancel":
             refund = refund.model_copy(update={"amount": money(max(record.award.order_total - record.amount_refunded,
                                                                    ZERO))})
@@ -341,10 +344,34 @@ def _take_back(ctx: WorkerContext, store: StoreConfig, ev: Event, refund: Refund
         return _deduct(ctx, store, reference, record, refund, kind, points, job_id, data)
 
 
+def _recover_deductions(ctx: WorkerContext, store: StoreConfig, reference: str,
+                        record: LedgerRecord) -> LedgerRecord:
+    """Record the deductions other jobs of this order made but died before recording.
+
+    What this job takes back depends on what was taken back before (a cancellation takes what
+    remains), so a deduction that landed unrecorded must count first. One that did not land is left
+    to its own job, which will find this job's deduction in the ledger when it runs.
+    """
+    pending = {op.removeprefix(REFUND_OP) for op in record.inflight if op.startswith(REFUND_OP)}
+    for tx in ctx.client(store).find_transactions(reference_number=reference, type="refund"):
+        meta = tx.metadata or {}
+        refund_id = str(meta.get("refund_id", ""))
+        if refund_id not in pending:
+            continue
+        try:
+            amount = money(Decimal(str(meta.get("refund_amount", 0))))
+        except ArithmeticError:  # not ours after all; its points still count
+            amount = ZERO
+        applied = AppliedRefund(points=abs(tx.points or 0), amount=amount, at=utcnow(), transaction_id=tx.id,
+                                kind=str(meta.get("kind", "refund")), source="recovered by a later job")
+        ctx.ledger.record_refund(store.id, reference, refund_id, applied)
+    return ctx.ledger.get(store.id, reference)
+
+
 def _deduct(ctx: WorkerContext, store: StoreConfig, reference: str, record: LedgerRecord, refund: Refund,
             kind: str, points: int, job_id: str, data: dict[str, Any]) -> Outcome:
     client = ctx.client(store)
-    op = f"refund:{refund.refund_id}"
+    op = REFUND_OP + refund.refund_id
     award = record.award
     assert award is not None
     if op in record.inflight:
@@ -360,7 +387,7 @@ def _deduct(ctx: WorkerContext, store: StoreConfig, reference: str, record: Ledg
         user_id=award.user_id, user_email=email, order_id=reference, refund_id=refund.refund_id, points=points,
         refund_amount=refund.amount, currency=refund.currency or award.currency, reason=refund.reason or kind,
         meta_data={"platform": store.platform, "store": store.id, "platform_order_id": award.order_id,
-                   "refund_id": refund.refund_id, "kind": kind},
+                   "refund_id": refund.refund_id, "kind": kind, "refund_amount": str(refund.amount)},
     )
     result = _marked_call(ctx, store.id, reference, op, job_id, lambda: client.deduct_points(request))
     applied = AppliedRefund(points=points, amount=refund.amount, at=utcnow(), transaction_id=result.transaction_id,

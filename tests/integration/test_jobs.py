@@ -189,7 +189,7 @@ def test_partial_refund_is_one_proportional_deduct(client: FlaskClient, worker_c
         "user_id": 77, "order_id": "WC-4210", "refund_id": "4301", "points": 48,  # floor(278 * 4.84 / 27.83)
         "refund_amount": 4.84, "currency": "EUR", "reason": "Damaged mug",
         "meta_data": {"platform": "woocommerce", "store": WOO, "platform_order_id": "4210", "refund_id": "4301",
-                      "kind": "refund"},
+                      "kind": "refund", "refund_amount": "4.84"},
     }]
     record = worker_ctx.ledger.get(WOO, "WC-4210")
     assert record.points_remaining == 230
@@ -346,6 +346,27 @@ def test_answer_lost_after_a_deduct_landed_is_recovered_through_the_list(client:
     assert len(api.calls("transactions/deduct-points")) == 1
     applied = worker_ctx.ledger.get(WOO, "WC-4210").refunds["4301"]
     assert (applied.points, applied.transaction_id, applied.source) == (48, 6666, "recovered")
+
+
+def test_a_deduction_another_job_left_unrecorded_counts_before_the_next(client: FlaskClient,
+                                                                        worker_ctx: WorkerContext,
+                                                                        api: FakeApi) -> None:
+    """The cancellation took everything, but its worker died before recording it; a refund of the
+    same order that runs before the cancellation's retry must not take points back a second time."""
+    api.create_ok(points=495, locale="lt")
+    deliver(client, "shopify", "orders_paid", "orders/paid")
+    run_jobs(worker_ctx)
+    worker_ctx.ledger.mark_in_flight(SHOP, "SH-1001", "refund:cancel", f"cancel-coffee-shopify-{S_ORDER}")
+    api.listing([{"id": 7777, "type": "refund", "points": -495, "reference_number": "SH-1001",
+                  "metadata": {"refund_id": "cancel", "kind": "cancel", "refund_amount": "49.50"}}], locale="lt")
+    deliver(client, "shopify", "refunds_create_partial", "refunds/create")
+    run_jobs(worker_ctx)
+    assert api.calls("transactions/deduct-points") == []
+    record = worker_ctx.ledger.get(SHOP, "SH-1001")
+    cancel = record.refunds["cancel"]
+    assert (cancel.points, cancel.amount, cancel.transaction_id, cancel.kind) == (495, Decimal("49.50"), 7777, "cancel")
+    assert record.refunds["929361465"].points == 0
+    assert record.points_remaining == 0 and record.inflight == {}
 
 
 def test_an_in_flight_mark_with_nothing_landed_calls_once(client: FlaskClient, worker_ctx: WorkerContext,
