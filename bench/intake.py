@@ -41,6 +41,7 @@ api_key = "lty_bench"
 api_secret = "bench"
 """
 WRK_SCRIPT = Path(__file__).with_name("post.lua")
+FIGURES = ("rps", "p50_ms", "p99_ms", "web_cpu_us_per_request", "redis_cpu_us_per_request")
 
 
 def write_bodies(path: Path, count: int, first_id: int = 1_000_000) -> None:
@@ -67,6 +68,24 @@ def _up(url: str, process: subprocess.Popen[bytes]) -> bool:
         return requests.get(url, timeout=1).status_code in (200, 404)
     except requests.RequestException:
         return False
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time the processes have used so far (from /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:   # gone
+            continue
+        total += int(fields[11]) + int(fields[12])   # utime, stime (fields 14 and 15 of stat)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def with_children(pid: int) -> list[int]:
+    """A process and its direct children (a gunicorn master and its workers)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [pid, *map(int, children)]
 
 
 def run_wrk(url: str, bodies: Path, seconds: float, connections: int, threads: int) -> dict[str, Any]:
@@ -115,8 +134,16 @@ def benchmark(duplicates: bool, rounds: int, seconds: float, connections: int, t
                     if name == "bridge" and not duplicates:
                         connection.flushall()
                     time.sleep(0.5)
+                    server_pids = with_children((bridge if name == "bridge" else bare).pid)
+                    assert redis.process is not None
+                    before = cpu_seconds(server_pids), cpu_seconds([redis.process.pid])
                     figures = run_wrk(f"http://127.0.0.1:{port}", bodies, seconds, connections, threads)
-                    results.append({"round": n + 1, "server": name, **figures})
+                    after = cpu_seconds(server_pids), cpu_seconds([redis.process.pid])
+                    # CPU per request, so the gap to the bare handler can be split between the web
+                    # processes and Redis (both share the machine with wrk).
+                    cpu = {f"{who}_cpu_us_per_request": round((a - b) / max(figures["requests"], 1) * 1e6, 1)
+                           for who, a, b in zip(("web", "redis"), after, before, strict=True)}
+                    results.append({"round": n + 1, "server": name, **figures, **cpu})
             queued = connection.llen("rq:queue:loyalty")
         finally:
             for process in (bridge, bare):
@@ -129,8 +156,8 @@ def benchmark(duplicates: bool, rounds: int, seconds: float, connections: int, t
     return {
         "path": "duplicates" if duplicates else "new orders", "connections": connections, "rounds": results,
         "median_ratio": round(statistics.median(ratios), 3),
-        "bridge": {k: round(statistics.median(r[k] for r in bridge_rounds), 2) for k in ("rps", "p50_ms", "p99_ms")},
-        "bare": {k: round(statistics.median(r[k] for r in bare_rounds), 2) for k in ("rps", "p50_ms", "p99_ms")},
+        "bridge": {k: round(statistics.median(r[k] for r in bridge_rounds), 2) for k in FIGURES},
+        "bare": {k: round(statistics.median(r[k] for r in bare_rounds), 2) for k in FIGURES},
         "non_2xx": sum(r["non_2xx"] + r["errors"] for r in results),
         "jobs_queued_in_last_round": queued,
     }

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -124,15 +125,22 @@ def backlog(orders: int = 5000, per_minute: int = 1000, workers_count: int = 3) 
         stamps = sorted(datetime.fromisoformat(t["created_at"].replace("Z", "+00:00")).timestamp()
                         for t in cluster.transactions() if t["type"] == "purchase")
         stats = cluster.sandbox.sandbox.state.request_counts()
-    # A moving window lets the first window's worth through at once; from then on each slot frees a
-    # window after its last use. The sustained rate is what came after the first window's worth,
-    # over the time since the first call (pick an order count that is a multiple of the limit).
-    after_first = len(stamps) - min(len(stamps), per_minute)
-    span = stamps[-1] - stamps[0]
-    sustained = after_first / span * 60 if span > 0 else 0.0
+    # A moving window lets the first window's worth through at once (as fast as the workers go);
+    # from then on each slot frees a window after its last use. The sustained rate is what came
+    # after the first window's worth, over the time since it was taken; at best 60 / (60 + margin)
+    # of the limit. Pick an order count that is a multiple of the limit.
+    first_window = min(len(stamps), per_minute)
+    span = stamps[-1] - stamps[first_window - 1] if stamps else 0.0
+    sustained = (len(stamps) - first_window) / span * 60 if span > 0 else 0.0
+    # How long each slot stayed unused: a call's time minus when the slot it reused freed (the call
+    # a limit's worth earlier, plus the bridge's window).
+    window = math.ceil(60 + Settings().rate_limit_margin)
+    idle = sorted(b - a - window for a, b in zip(stamps, stamps[per_minute:]))
     return {"orders": orders, "limit_per_minute": per_minute, "workers": workers_count,
             "awarded": len(stamps), "seconds": round(stamps[-1] - started, 1),
             "sustained_calls_per_minute": round(sustained, 1), "share_of_limit": round(sustained / per_minute, 3),
+            "slot_idle_s": {"p50": round(idle[len(idle) // 2], 2), "p90": round(idle[int(len(idle) * 0.9)], 2)}
+            if idle else None,
             "answers_429": stats["by_status"].get("429", 0), "answers": stats["by_status"]}
 
 

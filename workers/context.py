@@ -20,7 +20,7 @@ from workers.job_errors import Wait
 from workers.ledger import Ledger
 from workers.loyalty import LoyaltyClient
 from workers.metrics import observe_api
-from workers.ratelimit import ApiRateLimiter
+from workers.ratelimit import ApiRateLimiter, rate_limited
 from workers.retrying import RetryPolicy
 
 @dataclass
@@ -65,8 +65,7 @@ class WorkerContext:
             def take_slot() -> None:
                 delay = self.rate_limiter.acquire(store)
                 if delay > 0:
-                    raise Wait(f"rate limit of {store.rate_limit_per_minute}/min for {store.id}'s API key reached",
-                               delay)
+                    raise Wait(rate_limited(store), delay)
 
             self.clients[store.id] = client_for(self.settings, store, before_request=take_slot)
         return self.clients[store.id]

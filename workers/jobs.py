@@ -42,6 +42,7 @@ from workers.loyalty import (
 )
 from workers.orders import ZERO, MappingError, Order, Refund, mask_email, money
 from workers.platforms import ADAPTERS
+from workers.ratelimit import rate_limited
 from workers.ops import fetch_jobs, requeue
 from workers.privacy import delete_kept_payloads, store_order_ids
 
@@ -148,6 +149,9 @@ def _process(ctx: WorkerContext, ev: Event, payload: str, job: Job | None) -> Ou
     job_id = job.id if job else ev.job_id
     if ev.kind == "redact":
         return _redact(ctx, store, ev, data, job)
+    wait = ctx.rate_limiter.wait_before_trying(store)
+    if wait > 0:
+        raise Wait(rate_limited(store), wait)
     if ev.kind == "paid":
         return _award(ctx, store, ADAPTERS[store.platform].map_order(data, store), job_id)
     if ev.kind == "refund":

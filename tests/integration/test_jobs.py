@@ -387,12 +387,14 @@ def test_retries_stop_after_the_window_with_the_last_reason(client: FlaskClient,
     from workers import context
 
     short = settings.model_copy(update={"retry_window": 1, "retry_base_delay": 0.2, "retry_max_delay": 0.2})
-    ctx = WorkerContext.build(short, make_stores(), redis_conn)
+    # Retries this fast would soon wait for the rate limit's pace instead of failing on the 502.
+    stores = make_stores(**{WOO: {"rate_limit_per_minute": 100_000}})
+    ctx = WorkerContext.build(short, stores, redis_conn)
     context.install(ctx)
     try:
         api.error("transactions/create", 502)
         api.listing([])
-        deliver(create_app(short, make_stores(), redis_conn).test_client(), "woocommerce", "processing",
+        deliver(create_app(short, stores, redis_conn).test_client(), "woocommerce", "processing",
                 "order.created")
         run_jobs(ctx, rounds=20)
     finally:
