@@ -60,6 +60,12 @@ def _burst(command: list[str], env: dict[str, str], cwd: Path) -> float:
     return time.perf_counter() - started
 
 
+def _commands(conn: Redis) -> int:
+    """Commands Redis ran since its statistics were reset (a script's inner commands included)."""
+    stats: dict[str, dict[str, int]] = conn.info("commandstats")  # type: ignore[assignment]
+    return sum(int(v["calls"]) for k, v in stats.items() if k not in ("cmdstat_config", "cmdstat_info"))
+
+
 def workers(jobs: int = 1000, rounds: int = 3) -> dict[str, Any]:
     """Paid-order jobs per second through ``bridge worker --burst`` against the sandbox (no latency), and
     RQ's own SimpleWorker on no-op jobs, alternating; plus Loyalty.lt calls per paid order."""
@@ -87,19 +93,27 @@ def workers(jobs: int = 1000, rounds: int = 3) -> dict[str, Any]:
                 (event,) = ADAPTERS["woocommerce"].classify("order.created", body, store)  # type: ignore[misc]
                 events.submit(event, body.decode())
             calls_before = len(sandbox.sandbox.state.transactions)
+            conn.config_resetstat()
             bridge_s = _burst([str(BIN / "bridge"), "worker", "--burst"], env, tmp)
+            bridge_commands = _commands(conn)
             calls = len(sandbox.sandbox.state.transactions) - calls_before
             for _ in range(jobs):
                 noop_queue.enqueue("bench.pipeline.noop")
+            conn.config_resetstat()
             noop_s = _burst([str(BIN / "rq"), "worker", "--burst", "--url", redis.url, "-w", "rq.SimpleWorker",
                              "--logging_level", "WARNING", "noop"], env, tmp)
+            noop_commands = _commands(conn)
             results.append({"round": n + 1, "paid_jobs_per_s": round(jobs / bridge_s, 1),
-                            "noop_jobs_per_s": round(jobs / noop_s, 1), "calls_per_paid_order": calls / jobs})
+                            "noop_jobs_per_s": round(jobs / noop_s, 1), "calls_per_paid_order": calls / jobs,
+                            "redis_commands_per_paid_job": round(bridge_commands / jobs, 1),
+                            "redis_commands_per_noop_job": round(noop_commands / jobs, 1)})
         redis.stop()
     bridge_rate = statistics.median(r["paid_jobs_per_s"] for r in results)
     noop_rate = statistics.median(r["noop_jobs_per_s"] for r in results)
     return {"jobs_per_round": jobs, "worker_class": "SimpleWorker (bridge worker) vs rq.SimpleWorker",
-            "rounds": results, "paid_jobs_per_s": bridge_rate, "noop_jobs_per_s": noop_rate,
+            "rounds": results,
+            "redis_commands_per_paid_job": statistics.median(r["redis_commands_per_paid_job"] for r in results),
+            "redis_commands_per_noop_job": statistics.median(r["redis_commands_per_noop_job"] for r in results), "paid_jobs_per_s": bridge_rate, "noop_jobs_per_s": noop_rate,
             "ratio": round(bridge_rate / noop_rate, 3),
             "overhead_ms_per_job": round((1 / bridge_rate - 1 / noop_rate) * 1000, 2),
             "calls_per_paid_order": statistics.median(r["calls_per_paid_order"] for r in results)}

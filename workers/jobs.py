@@ -43,7 +43,7 @@ from workers.loyalty import (
 from workers.orders import ZERO, MappingError, Order, Refund, mask_email, money
 from workers.platforms import ADAPTERS
 from workers.ratelimit import rate_limited
-from workers.ops import fetch_jobs, requeue
+from workers.ops import fetch_jobs, fresh_start, requeue
 from workers.privacy import delete_kept_payloads, store_order_ids
 
 logger = logging.getLogger("workers.jobs")
@@ -71,6 +71,10 @@ def process_event(event: dict[str, Any], payload: str) -> dict[str, Any] | Retry
     """
     ctx = context.current()
     job = get_current_job()
+    if job is not None and "failure_reason" in job.meta:
+        # It failed before and a person requeued it without `bridge replay` (the dashboard's
+        # Requeue button): the same fresh start as a replay.
+        fresh_start(ctx.events, job, ctx.retry_policy)
     ev = Event.model_validate(event)
     started = time.perf_counter()
     fields: dict[str, Any] = {"job_id": job.id if job else ev.job_id, "store": ev.store, "event": ev.kind,

@@ -138,8 +138,8 @@ def already_done(ledger: Ledger, job: Job) -> str | None:
     return None
 
 
-def requeue(events: EventQueue, job: Job, policy: RetryPolicy) -> None:
-    """Put a job back on the queue from its kept payload, with a fresh retry budget and window."""
+def fresh_start(events: EventQueue, job: Job, policy: RetryPolicy) -> None:
+    """Give a job that a person runs again a fresh retry budget and window, and forget its failure."""
     job.meta["replayed_at"] = datetime.now(UTC).isoformat()
     job.meta.pop("failure_reason", None)
     job.meta.pop("last_error", None)
@@ -147,6 +147,11 @@ def requeue(events: EventQueue, job: Job, policy: RetryPolicy) -> None:
     job.retries_left, job.retry_intervals, job.number_of_retries = fresh.max, fresh.intervals, 0
     job.save()
     events.opened(job.id)
+
+
+def requeue(events: EventQueue, job: Job, policy: RetryPolicy) -> None:
+    """Put a job back on the queue from its kept payload, with a fresh retry budget and window."""
+    fresh_start(events, job, policy)
     queue = events.queue
     status = job.get_status()
     if status == JobStatus.FAILED:

@@ -53,6 +53,9 @@ class ApiRateLimiter:
         self._limiter = MovingWindowRateLimiter(
             RedisStorage(uri, connection_pool=connection.connection_pool, key_prefix=KEY_PREFIX))
         self._rng = rng or random.Random()
+        # Until when this process last found each key's windows full: only then is looking before
+        # working worth its two round trips (a hint; ``acquire`` decides).
+        self._full_until: dict[str, float] = {}
 
     @staticmethod
     def key(store: StoreConfig) -> str:
@@ -79,13 +82,17 @@ class ApiRateLimiter:
         """0 when a slot is free now (without taking it), else the seconds to wait.
 
         A job looks before doing its work, so that during a backlog the jobs that cannot call yet
-        are rescheduled cheaply instead of mapping the cart and locking the order first.
+        are rescheduled cheaply instead of mapping the cart and locking the order first. Only while
+        this process has lately found the windows full: otherwise the answer is 0 at no cost.
         """
         key = self.key(store)
+        if time.time() >= self._full_until.get(key, 0.0):
+            return 0.0
         return max(0.0 if self._limiter.test(item, key) else self._wait(item, key) for item in self._windows(store))
 
     def _wait(self, item: RateLimitItemPerSecond, key: str) -> float:
         reset_at, _ = self._limiter.get_window_stats(item, key)
+        self._full_until[key] = max(self._full_until.get(key, 0.0), reset_at + item.get_expiry())
         seconds = item.get_expiry()
         # Come back when the oldest slot frees, spread over the time a few dozen slots take to free
         # (at most a sixth of the window): wide enough that a backlog does not return all at once,

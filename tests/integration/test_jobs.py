@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -306,6 +307,29 @@ def test_permanent_error_ends_in_the_failed_registry_with_a_readable_reason(clie
     failed = worker_ctx.ledger.get(WOO, "WC-4210").failed
     assert failed is not None and failed.reason == reason
     assert "test-api-secret" not in reason
+
+
+def test_the_dashboards_requeue_is_a_fresh_start_like_a_replay(client: FlaskClient, worker_ctx: WorkerContext,
+                                                               api: FakeApi) -> None:
+    """rq-dashboard's Requeue button knows nothing of the bridge's retry window: a job failed two days
+    ago and requeued there still gets its retries, as `bridge replay` would give it."""
+    api.error("transactions/create", 422, {"success": False, "message": "Validation failed", "code": 422})
+    api.error("transactions/create", 502)
+    api.listing([])
+    api.create_ok(points=278)
+    deliver(client, "woocommerce", "processing", "order.created")
+    run_jobs(worker_ctx)
+    job = Job.fetch("paid-coffee-woo-4210", connection=worker_ctx.connection)
+    job.created_at = job.created_at - timedelta(days=2)
+    job.save()
+    FailedJobRegistry(queue=worker_ctx.events.queue).requeue(job.id)   # what the dashboard does
+    run_jobs(worker_ctx)
+    job = Job.fetch("paid-coffee-woo-4210", connection=worker_ctx.connection)
+    assert job.get_status() == JobStatus.FINISHED
+    assert len(api.calls("transactions/create")) == 3                     # 422, then 502 retried, then 200
+    assert "failure_reason" not in job.meta and "replayed_at" in job.meta
+    record = worker_ctx.ledger.get(WOO, "WC-4210")
+    assert record.award is not None and record.failed is None
 
 
 def test_a_payload_that_cannot_be_mapped_fails_naming_the_field(client: FlaskClient, worker_ctx: WorkerContext,

@@ -1,0 +1,129 @@
+"""Where the intake's time goes: CPU per webhook of the app in one process, by ablation.
+
+    python -m bench.intake_profile [--requests 2000] [--rounds 3]
+
+Runs the bridge's Flask app and the bare handler (``bench/bare_app.py``) in this process through
+Flask's test client (no HTTP server, so only the handlers' own work is counted) against a real
+Redis, and measures process CPU per webhook (new signed paid orders each time) for:
+
+- the bare handler and the full bridge;
+- the bridge with one part replaced by nothing: the Redis call, the JSON log line, the metrics;
+- inside the Redis call: building the RQ job hash (``Job.create`` + ``Job.to_dict``) alone.
+
+Each variant runs ``--rounds`` times, interleaved; the medians are printed as JSON. The figures
+are for comparison with each other within one run, not with other machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from bench.intake import STORES_TOML, write_bodies
+
+Request = tuple[dict[str, str], bytes]
+
+
+def _requests(path: Path) -> Iterator[Request]:
+    for line in path.read_text().splitlines():
+        signature, topic, body = line.split("\t", 2)
+        yield ({"X-WC-Webhook-Signature": signature, "X-WC-Webhook-Topic": topic,
+                "Content-Type": "application/json"}, body.encode())
+
+
+def _cpu_per_request(app: Any, batch: list[Request]) -> float:
+    client = app.test_client()
+    started = time.process_time()
+    for headers, body in batch:
+        client.post("/webhooks/woocommerce/bench", data=body, headers=headers)
+    return (time.process_time() - started) / len(batch) * 1e6
+
+
+def profile(requests_per_run: int, rounds: int) -> dict[str, Any]:
+    """Median CPU microseconds per webhook of each variant."""
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(tmp / "metrics")
+        (tmp / "metrics").mkdir()
+        (tmp / "stores.toml").write_text(STORES_TOML)
+        from bridge.embedded_redis import EmbeddedRedis
+
+        redis = EmbeddedRedis(tmp / "redis", persist=False).start()
+        try:
+            os.environ.update(REDIS_URL=redis.url, BRIDGE_STORES_FILE=str(tmp / "stores.toml"))
+            from bench.bare_app import app as bare
+            from bridge.app import create_app
+            from bridge.intake import EXTENSION
+            from config.log_format import setup_logging
+
+            setup_logging("INFO")
+            logging.getLogger().handlers[0].setStream(open(os.devnull, "w"))
+            bridge = create_app()
+            intake = bridge.extensions[EXTENSION]
+            events = intake.events
+            variants = _variants(bare, bridge, intake, events)
+            write_bodies(tmp / "bodies.txt", requests_per_run * (len(variants) * rounds + 1))
+            feed = _requests(tmp / "bodies.txt")
+            _cpu_per_request(bridge, [next(feed) for _ in range(requests_per_run)])   # warm up
+            figures: dict[str, list[float]] = {name: [] for name in variants}
+            for _ in range(rounds):
+                for name, run in variants.items():
+                    figures[name].append(run([next(feed) for _ in range(requests_per_run)]))
+        finally:
+            redis.stop()
+    medians = {name: round(statistics.median(values), 1) for name, values in figures.items()}
+    return {"requests_per_run": requests_per_run, "rounds": rounds, "cpu_us_per_webhook": medians,
+            "bridge_minus_bare_us": round(medians["bridge"] - medians["bare handler"], 1)}
+
+
+def _variants(bare: Any, bridge: Any, intake: Any, events: Any) -> dict[str, Callable[[list[Request]], float]]:
+    def without(obj: Any, attribute: str, stand_in: Any) -> Callable[[list[Request]], float]:
+        def run(batch: list[Request]) -> float:
+            original = getattr(obj, attribute)
+            setattr(obj, attribute, stand_in)
+            try:
+                return _cpu_per_request(bridge, batch)
+            finally:
+                setattr(obj, attribute, original)
+        return run
+
+    def job_hash_only(keys: list[Any], args: list[Any]) -> int:
+        return 1   # the job was built and serialised by submit; only the Redis call is skipped
+
+    def quiet(batch: list[Request]) -> float:
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.WARNING)
+        try:
+            return _cpu_per_request(bridge, batch)
+        finally:
+            root.setLevel(level)
+
+    return {
+        "bare handler": lambda batch: _cpu_per_request(bare, batch),
+        "bridge": lambda batch: _cpu_per_request(bridge, batch),
+        "bridge, Redis call skipped (job still built)": without(events, "_submit", job_hash_only),
+        "bridge, submit skipped entirely": without(events, "submit", lambda *args, **kwargs: True),
+        "bridge, no log line": quiet,
+        "bridge, no metrics": without(intake, "observe", lambda fields: None),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    print(json.dumps(profile(args.requests, args.rounds), indent=2))
+
+
+if __name__ == "__main__":
+    main()
