@@ -173,12 +173,13 @@ def _marked_call(ctx: WorkerContext, store: str, reference: str, op: str, job_id
     """Make an API call with the ledger's in-flight mark set around it.
 
     If the worker dies mid-call, the mark tells the retry to ask Loyalty.lt before calling again.
-    A call that never left (it waited for a rate-limit slot) takes its mark back.
+    A call that never left (it waited for a rate-limit slot) or that Loyalty.lt refused (a 4xx:
+    nothing landed) takes its mark back.
     """
     ctx.ledger.mark_in_flight(store, reference, op, job_id)
     try:
         return call()
-    except Wait:
+    except (Wait, PermanentError):
         ctx.ledger.clear_in_flight(store, reference, op)
         raise
 

@@ -304,8 +304,9 @@ def test_permanent_error_ends_in_the_failed_registry_with_a_readable_reason(clie
     reason = job.meta["failure_reason"]
     assert "422 VALIDATION_ERROR: Validation failed (order_total: The order total must be at least 0.)" in reason
     assert job.args[1] == fixture_bytes("woocommerce", "processing").decode()  # kept for replay
-    failed = worker_ctx.ledger.get(WOO, "WC-4210").failed
-    assert failed is not None and failed.reason == reason
+    record = worker_ctx.ledger.get(WOO, "WC-4210")
+    assert record.failed is not None and record.failed.reason == reason
+    assert record.inflight == {}                                          # refused: nothing landed
     assert "test-api-secret" not in reason
 
 
