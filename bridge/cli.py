@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from functools import cached_property
 from pathlib import Path
@@ -89,11 +90,15 @@ def web(state: CliState, host: str, port: int) -> None:
               help="Worker processes (RQ's worker pool).")
 @click.option("--fork", is_flag=True, help="Run each job in its own process (RQ's forking worker).")
 @click.option("--metrics-port", type=int, envvar="BRIDGE_WORKER_METRICS_PORT",
-              help="Serve the jobs' Prometheus metrics on this port (one process; with --processes, set "
-                   "PROMETHEUS_MULTIPROC_DIR too).")
+              help="Serve the jobs' Prometheus metrics on this port (with --processes or --fork, set "
+                   "PROMETHEUS_MULTIPROC_DIR to an empty folder too).")
 @click.pass_obj
 def worker(state: CliState, burst: bool, processes: int, fork: bool, metrics_port: int | None) -> None:
     """Process queued events: award points, take them back."""
+    if metrics_port and (processes > 1 or fork) and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Jobs then run in other processes; their counts would silently be missing from the page.
+        raise click.UsageError("--metrics-port with --processes or --fork needs PROMETHEUS_MULTIPROC_DIR "
+                               "(an empty folder the worker processes share their metrics through)")
     from workers.context import WorkerContext
     from workers.worker import run_worker
 

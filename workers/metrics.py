@@ -12,7 +12,8 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest,
+                               start_http_server)
 from prometheus_client.core import REGISTRY, GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
@@ -77,14 +78,22 @@ class QueueCollector(Collector):
         yield depth
 
 
-def render(connection: Redis, queue_name: str) -> tuple[bytes, str]:
-    """The metrics page: this process's (or all gunicorn processes') metrics plus the queue gauges."""
+def _registry(connection: Redis, queue_name: str) -> CollectorRegistry:
+    """This process's metrics (or all processes' in multiprocess mode) and the queue gauges."""
+    registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        merged = CollectorRegistry()
-        MultiProcessCollector(merged)
-        page = generate_latest(merged)
+        MultiProcessCollector(registry)
     else:
-        page = generate_latest(REGISTRY)
-    queues = CollectorRegistry()
-    queues.register(QueueCollector(connection, queue_name))
-    return page + generate_latest(queues), CONTENT_TYPE_LATEST
+        registry.register(REGISTRY)
+    registry.register(QueueCollector(connection, queue_name))
+    return registry
+
+
+def render(connection: Redis, queue_name: str) -> tuple[bytes, str]:
+    """The metrics page (the web app's ``/metrics``)."""
+    return generate_latest(_registry(connection, queue_name)), CONTENT_TYPE_LATEST
+
+
+def serve_metrics(port: int, connection: Redis, queue_name: str) -> None:
+    """Serve the metrics page on ``port`` from a background thread (the workers' ``--metrics-port``)."""
+    start_http_server(port, registry=_registry(connection, queue_name))

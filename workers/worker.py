@@ -16,6 +16,7 @@ from rq.worker_pool import WorkerPool
 
 from workers import context
 from workers.context import WorkerContext
+from workers.metrics import serve_metrics
 
 logger = logging.getLogger("workers.worker")
 
@@ -65,9 +66,7 @@ def run_worker(ctx: WorkerContext, *, burst: bool = False, processes: int = 1, f
     """
     context.install(ctx)
     if metrics_port:
-        from prometheus_client import start_http_server
-
-        start_http_server(metrics_port)
+        serve_metrics(metrics_port, ctx.connection, ctx.settings.queue_name)
     base = BridgeForkingWorker if fork else BridgeWorker
     # A subclass carrying this process's settings (RQ's pool builds workers from a class).
     options: dict[str, Any] = {"heartbeat_grace": ctx.settings.worker_heartbeat_grace,

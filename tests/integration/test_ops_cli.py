@@ -190,6 +190,15 @@ def test_a_bad_stores_file_is_one_line(env: dict[str, str], tmp_path: Path) -> N
     assert "Traceback" not in result.output
 
 
+def test_pool_metrics_without_a_shared_folder_are_refused(env: dict[str, str]) -> None:
+    """The pool's processes would count jobs nobody can see: say so instead of serving half a page."""
+    clean = {k: v for k, v in env.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    result = CliRunner().invoke(main, ["worker", "--processes", "2", "--metrics-port", "9199", "--burst"],
+                                env={**clean, "PROMETHEUS_MULTIPROC_DIR": ""})
+    assert result.exit_code == 2
+    assert "PROMETHEUS_MULTIPROC_DIR" in result.output
+
+
 def test_send_test_goes_through_the_intake(env: dict[str, str], ctx: WorkerContext) -> None:
     app = create_app(ctx.settings, ctx.stores, ctx.connection)
     server = make_server("127.0.0.1", 0, app, threaded=True)
