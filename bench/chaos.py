@@ -104,7 +104,16 @@ def check(cluster: Cluster, orders: list[PlannedOrder]) -> list[str]:
             differences.append(f"{order.reference}: awarded {purchases[order.reference]} times")
         if differences and (not wrong or wrong[-1] is not order) and differences[-1].startswith(order.reference):
             wrong.append(order)
-    return differences + [f"{o.reference} story: {story(cluster, o)}" for o in wrong[:3]]
+    transactions = cluster.transactions()
+    return differences + [f"{o.reference} story: {story(cluster, o)} sandbox: {_sandbox_side(transactions, o)}"
+                          for o in wrong[:3]]
+
+
+def _sandbox_side(transactions: list[dict[str, Any]], order: PlannedOrder) -> str:
+    """What the sandbox holds for an order: each transaction's id, type, points, refund id and time."""
+    return json.dumps([{"id": t["id"], "type": t["type"], "points": t["points"], "created_at": t["created_at"],
+                        "refund_id": (t.get("metadata") or {}).get("refund_id")}
+                       for t in transactions if t["reference_number"] == order.reference])
 
 
 def run(orders: int = 2000, webs: int = 2, workers: int = 3, error_rate: float = 0.1,

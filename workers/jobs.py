@@ -342,7 +342,7 @@ def _take_back(ctx: WorkerContext, store: StoreConfig, ev: Event, refund: Refund
                 raise Wait(f"{kind} of {reference} waits for the order's points to be awarded")
             return _record_nothing(ctx, store, reference, refund, kind, "skipped", NEVER_AWARDED)
         if any(op.startswith(REFUND_OP) and op != REFUND_OP + refund.refund_id for op in record.inflight):
-            record = _recover_deductions(ctx, store, reference, record)
+            record = _recover_deductions(ctx, store, reference, record, refund.refund_id)
         if kind == "cancel":
             refund = refund.model_copy(update={"amount": money(max(record.award.order_total - record.amount_refunded,
                                                                    ZERO))})
@@ -353,15 +353,16 @@ def _take_back(ctx: WorkerContext, store: StoreConfig, ev: Event, refund: Refund
         return _deduct(ctx, store, reference, record, refund, kind, points, job_id, data)
 
 
-def _recover_deductions(ctx: WorkerContext, store: StoreConfig, reference: str,
-                        record: LedgerRecord) -> LedgerRecord:
+def _recover_deductions(ctx: WorkerContext, store: StoreConfig, reference: str, record: LedgerRecord,
+                        own_refund_id: str) -> LedgerRecord:
     """Record the deductions other jobs of this order made but died before recording.
 
     What this job takes back depends on what was taken back before (a cancellation takes what
     remains), so a deduction that landed unrecorded must count first. One that did not land is left
-    to its own job, which will find this job's deduction in the ledger when it runs.
+    to its own job, which will find this job's deduction in the ledger when it runs. This job's own
+    in-flight deduction is not touched here: :func:`_deduct` recovers it, and then does not call.
     """
-    pending = {op.removeprefix(REFUND_OP) for op in record.inflight if op.startswith(REFUND_OP)}
+    pending = {op.removeprefix(REFUND_OP) for op in record.inflight if op.startswith(REFUND_OP)} - {own_refund_id}
     for tx in ctx.client(store).find_transactions(reference_number=reference, type="refund"):
         meta = tx.metadata or {}
         refund_id = str(meta.get("refund_id", ""))

@@ -394,6 +394,30 @@ def test_a_deduction_another_job_left_unrecorded_counts_before_the_next(client: 
     assert record.points_remaining == 0 and record.inflight == {}
 
 
+def test_recovering_another_jobs_deduction_leaves_this_jobs_own_landed_call_alone(client: FlaskClient,
+                                                                                  worker_ctx: WorkerContext,
+                                                                                  api: FakeApi) -> None:
+    """Found by a 3000-order chaos run: this refund's own call had landed (answer lost) while the
+    cancellation's call had not; recovering "the others" must not record this refund as done by
+    someone else and then deduct it a second time."""
+    api.create_ok(points=495, locale="lt")
+    deliver(client, "shopify", "orders_paid", "orders/paid")
+    run_jobs(worker_ctx)
+    refund_job = f"refund-coffee-shopify-{S_ORDER}-929361465"
+    worker_ctx.ledger.mark_in_flight(SHOP, "SH-1001", "refund:929361465", refund_job)
+    worker_ctx.ledger.mark_in_flight(SHOP, "SH-1001", "refund:cancel", f"cancel-coffee-shopify-{S_ORDER}")
+    api.listing([{"id": 7001, "type": "refund", "points": -120, "reference_number": "SH-1001",
+                  "metadata": {"refund_id": "929361465", "kind": "refund", "refund_amount": "12.00"}}], locale="lt")
+    deliver(client, "shopify", "refunds_create_partial", "refunds/create")
+    run_jobs(worker_ctx)
+    assert api.calls("transactions/deduct-points") == []
+    record = worker_ctx.ledger.get(SHOP, "SH-1001")
+    applied = record.refunds["929361465"]
+    assert (applied.points, applied.transaction_id, applied.source) == (120, 7001, "recovered")
+    assert record.points_remaining == 375
+    assert list(record.inflight) == ["refund:cancel"]      # the cancellation's own job decides about it
+
+
 def test_an_in_flight_mark_with_nothing_landed_calls_once(client: FlaskClient, worker_ctx: WorkerContext,
                                                           api: FakeApi) -> None:
     """A worker died before its call left: the retry finds nothing at Loyalty.lt and calls."""
