@@ -7,7 +7,9 @@ order's jobs). Concurrent identical deliveries therefore yield exactly one job, 
 
 The job hash is RQ's own (``Job.create`` + ``Job.to_dict``), so RQ workers, registries, the scheduler
 and the dashboard treat it like any other job. The verified payload travels as a job argument, so a
-failed job can be replayed as it arrived; it expires with the job (``payload_retention``).
+failed job can be replayed as it arrived; it expires with the job (``payload_retention``). The order
+index lives as long as the ledger (``ledger_retention``): a Shopify refund names only the order id,
+and a return months after the payment must still find the order's reference.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ ARRIVALS_KEPT = 50
 
 # KEYS: job hash, queue list, queues set, arrivals list, order's jobs set, reference → order id,
 #       order id → reference, open jobs
-# ARGV: job id, ttl, arrival, reference ('' when unknown), order id, now, job hash field/value pairs...
+# ARGV: job id, ttl, arrival, reference ('' when unknown), order id, now, index ttl,
+#       job hash field/value pairs...
 _SUBMIT = f"""
 local ttl = tonumber(ARGV[2])
 local fresh = redis.call('EXISTS', KEYS[1]) == 0
@@ -44,15 +47,15 @@ redis.call('LTRIM', KEYS[4], 0, {ARRIVALS_KEPT - 1})
 redis.call('EXPIRE', KEYS[4], ttl)
 -- A redelivery only notes its arrival; everything else was done by the first delivery.
 if not fresh then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 7))
+redis.call('HSET', KEYS[1], unpack(ARGV, 8))
 redis.call('RPUSH', KEYS[2], ARGV[1])
 redis.call('SADD', KEYS[3], KEYS[2])
 redis.call('ZADD', KEYS[8], ARGV[6], ARGV[1])
 redis.call('SADD', KEYS[5], ARGV[1])
 redis.call('EXPIRE', KEYS[5], ttl)
 if ARGV[4] ~= '' then
-    redis.call('SET', KEYS[6], ARGV[5], 'EX', ttl)
-    redis.call('SET', KEYS[7], ARGV[4], 'EX', ttl)
+    redis.call('SET', KEYS[6], ARGV[5], 'EX', ARGV[7])
+    redis.call('SET', KEYS[7], ARGV[4], 'EX', ARGV[7])
 end
 return 1
 """
@@ -97,6 +100,8 @@ class EventQueue:
         self.connection = connection
         self.queue = Queue(settings.queue_name, connection=connection)
         self.retention = settings.payload_retention
+        # The order index (reference ⇄ order id) is a few bytes per order and must outlive the payloads.
+        self.index_retention = max(settings.ledger_retention, settings.payload_retention)
         self.timeout = settings.job_timeout
         self.retry_policy = RetryPolicy(settings)
         # One crash-retry schedule per process: its jitter spreads processes apart, and building it
@@ -169,7 +174,8 @@ class EventQueue:
                 self.order_jobs_key(event.store, event.order_id),
                 self.reference_key(event.store, event.reference or ""), self.order_key(event.store, event.order_id),
                 self.open_jobs_key]
-        args = [job.id, self.retention, arrival.encode(), event.reference or "", event.order_id, time.time(), *fields]
+        args = [job.id, self.retention, arrival.encode(), event.reference or "", event.order_id, time.time(),
+                self.index_retention, *fields]
         queued = bool(self._submit(keys=keys, args=args))
         if len(self._seen) >= SEEN_KEPT:
             self._seen.clear()
@@ -179,8 +185,8 @@ class EventQueue:
     def index_order(self, store: str, order_id: str, reference: str) -> None:
         """Record reference ⇄ order id (the worker does this when the intake could not)."""
         with self.connection.pipeline() as pipe:
-            pipe.set(self.reference_key(store, reference), order_id, ex=self.retention)
-            pipe.set(self.order_key(store, order_id), reference, ex=self.retention)
+            pipe.set(self.reference_key(store, reference), order_id, ex=self.index_retention)
+            pipe.set(self.order_key(store, order_id), reference, ex=self.index_retention)
             pipe.execute()
 
     def order_id_for(self, store: str, reference: str) -> str | None:

@@ -1,7 +1,7 @@
 """One adapter per shop platform, all with the same shape (see :class:`Adapter`).
 
-Adding a platform means adding one module here with the same names, and a fixture folder under
-``tests/fixtures/<platform>/``.
+Each platform is a package: ``webhooks.py`` is its adapter (the same names for every platform).
+Adding a platform means adding one package here, and a fixture folder under ``tests/fixtures/<platform>/``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from typing import Any, Protocol
 from config.stores import StoreConfig
 from workers.events import Event, Ignored
 from workers.orders import Order, Refund
-from workers.platforms import shopify, woocommerce
+from workers.platforms.shopify import webhooks as shopify
+from workers.platforms.woocommerce import webhooks as woocommerce
 
 
 class Adapter(Protocol):

@@ -1,0 +1,1 @@
+"""Shopify: its webhooks (:mod:`.webhooks`, the adapter the intake and the jobs use)."""
