@@ -46,8 +46,12 @@ class Settings(BaseSettings):
     retry_base_delay: float = Field(default=10.0, ge=0.0)
     retry_max_delay: float = Field(default=3600.0, ge=0.0)
     retry_window: int = Field(default=DAY, ge=0)
-    # How soon a job that waits for something (a refund before its award, a busy order) looks again.
+    # How soon a job that waits for something (a busy order, an unknown call settling) looks again.
     wait_delay: float = Field(default=30.0, ge=0.0)
+    # How long a Loyalty.lt call whose answer never came (a timeout, a 5xx, a worker that died) may
+    # still land. Until then a retry looks for it in the transaction list instead of calling again
+    # (Loyalty.lt does not deduplicate deductions); only after it, not listed means not landed.
+    unknown_call_settle: float = Field(default=300.0, ge=0.0)
 
     # Loyalty.lt's rate limit counts requests per key in this window (documented: 60 per minute;
     # the count is each store's rate_limit_per_minute). The bridge's own window is `rate_limit_margin`

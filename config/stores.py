@@ -115,10 +115,47 @@ class StoreConfig(BaseModel):
         return [s.get_secret_value().encode() for s in self.webhook_secrets]
 
 
+def _literal_ends(fmt: str) -> tuple[str, str]:
+    """The fixed text before a reference format's first field and after its last."""
+    parts = list(string.Formatter().parse(fmt))
+    prefix = parts[0][0] if parts else fmt
+    suffix = parts[-1][0] if parts and parts[-1][1] is None else ""
+    return prefix, suffix
+
+
+def may_collide(first: str, second: str) -> bool:
+    """Whether two reference formats can make the same reference: unless their fixed prefixes (or
+    suffixes) differ within the shorter one, some order numbers of the two can meet."""
+    (p1, s1), (p2, s2) = _literal_ends(first), _literal_ends(second)
+    prefixes_apart = not (p1.startswith(p2) or p2.startswith(p1))
+    suffixes_apart = not (s1.endswith(s2) or s2.endswith(s1))
+    return not (prefixes_apart or suffixes_apart)
+
+
+def check_shared_keys(stores: Mapping[str, StoreConfig], source: str) -> None:
+    """Refuse stores that share a Loyalty.lt API key with reference formats that can collide.
+
+    Loyalty.lt keeps one award per ``order_id`` per key, and the bridge finds its transactions by
+    reference: two stores making the same reference on one key would take each other's awards and
+    refunds.
+    """
+    seen: list[StoreConfig] = []
+    for store in stores.values():
+        for other in seen:
+            same_account = (other.api_key, other.api_url) == (store.api_key, store.api_url)
+            if same_account and may_collide(other.reference_format, store.reference_format):
+                raise ConfigError(
+                    f"{source}: stores {other.id!r} and {store.id!r} share a Loyalty.lt API key and their order "
+                    f"references can be the same ({other.reference_format!r}, {store.reference_format!r}): give "
+                    "them distinct reference_format prefixes, e.g. \"A-{number}\" and \"B-{number}\"")
+        seen.append(store)
+
+
 class Stores(Mapping[str, StoreConfig]):
     """The stores of this deployment by id, and where they were read from."""
 
     def __init__(self, stores: dict[str, StoreConfig], source: str) -> None:
+        check_shared_keys(stores, source)
         self._stores = stores
         self.source = source
 

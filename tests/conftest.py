@@ -107,7 +107,7 @@ def settings(redis_url: str, tmp_path: Path) -> Settings:
     """Settings with short retries, as a test wants them."""
     return Settings(REDIS_URL=redis_url, LOYALTY_API_URL="https://api.loyalty.test",
                     stores_file=tmp_path / "absent.toml", retry_base_delay=0, retry_max_delay=0,
-                    retry_window=3600, wait_delay=0.05)
+                    retry_window=3600, wait_delay=0.05, unknown_call_settle=0)
 
 
 @pytest.fixture

@@ -35,6 +35,8 @@ class WorkerContext:
     retry_policy: RetryPolicy
     rate_limiter: ApiRateLimiter
     clients: dict[str, LoyaltyClient] = field(default_factory=dict)
+    # Stores whose next call already holds a rate-limit slot (see reserve_slot).
+    _reserved: set[str] = field(default_factory=set)
 
     @classmethod
     def build(cls, settings: Settings, stores: Stores, connection: Redis) -> WorkerContext:
@@ -63,12 +65,27 @@ class WorkerContext:
         """
         if store.id not in self.clients:
             def take_slot() -> None:
-                delay = self.rate_limiter.acquire(store)
-                if delay > 0:
-                    raise Wait(rate_limited(store), delay)
+                if store.id in self._reserved:
+                    self._reserved.discard(store.id)
+                    return
+                self._take_slot(store)
 
             self.clients[store.id] = client_for(self.settings, store, before_request=take_slot)
         return self.clients[store.id]
+
+    def reserve_slot(self, store: StoreConfig) -> None:
+        """Take a rate-limit slot for the store's next call now, or raise :class:`Wait`.
+
+        A job marks a call in flight only once the call can leave at once, so a call that had to
+        wait for a slot never leaves a mark behind.
+        """
+        self._take_slot(store)
+        self._reserved.add(store.id)
+
+    def _take_slot(self, store: StoreConfig) -> None:
+        delay = self.rate_limiter.acquire(store)
+        if delay > 0:
+            raise Wait(rate_limited(store), delay)
 
 
 def client_for(settings: Settings, store: StoreConfig,

@@ -4,11 +4,16 @@ One Redis hash per (store, reference). Its fields, each a small JSON document:
 
 - ``award``: the transaction that gave the points (id, points, base, order total, currency, when,
   Loyalty.lt user and card ids, so refunds need no customer email);
-- ``refund:<id>``: each refund or cancellation applied (points taken back, amount, when);
+- ``refund:<id>``: each refund or cancellation applied (points taken back, amount, share of the
+  order paid back, when);
+- ``pending:<id>``: a refund (or the cancellation) that came before the award, with what the award
+  needs to apply it: every path that records an award applies these;
 - ``skipped``: why the order earns nothing (a guest, a test order, a zero base);
 - ``failed``: the last permanent failure, until a later success clears it;
-- ``inflight:<op>``: an API call about to be made. If the job dies after the call, the retry finds
-  this mark and asks Loyalty.lt whether the call landed before calling again.
+- ``inflight:<op>``: an API call made or about to be made, whose outcome is not recorded yet, with
+  what it was about. Whoever finds it (a retry, or another job of the order) asks Loyalty.lt whether
+  it landed before anything else is decided (:mod:`workers.recovery`). Each mark carries the token
+  of the attempt that set it, and only that attempt may take it back unresolved.
 
 Entries keep no customer email or name. Awards are also indexed by time per store, for reconcile.
 """
@@ -16,21 +21,33 @@ Entries keep no customer email or name. Awards are also indexed by time per stor
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from decimal import ROUND_FLOOR, Decimal
+from decimal import Decimal
 
 from pydantic import BaseModel
 from redis import Redis
 from redis.lock import Lock
+
+from workers.orders import Refund
 
 KEY_PREFIX = "lb:"
 AWARD = "award"
 SKIPPED = "skipped"
 FAILED = "failed"
 REFUND_PREFIX = "refund:"
+PENDING_PREFIX = "pending:"
 INFLIGHT_PREFIX = "inflight:"
+# Deletes an in-flight mark only if it still carries the token of the attempt that set it.
+# KEYS: the order's hash. ARGV: field, token.
+_CLEAR_OWN_MARK = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return 0 end
+if cjson.decode(raw)['token'] ~= ARGV[2] then return 0 end
+return redis.call('HDEL', KEYS[1], ARGV[1])
+"""
 
 
 def utcnow() -> str:
@@ -50,6 +67,12 @@ class Award(BaseModel):
     at: str
     user_id: int | None = None
     loyalty_card_id: int | None = None
+    card_number: str | None = None
+    # What the customer paid in their own currency, when it is not the shop's (Shopify multi-currency).
+    presentment_total: Decimal | None = None
+    presentment_currency: str | None = None
+    # Whether the order's prices include tax (how its refunds' line amounts are to be read).
+    taxes_included: bool = True
     # How the bridge learned of it: "created", "already existed" (409) or "recovered" (list endpoint).
     source: str = "created"
 
@@ -63,6 +86,19 @@ class AppliedRefund(BaseModel):
     transaction_id: int | None = None
     kind: str = "refund"
     source: str = "created"
+    currency: str | None = None
+    # The share of what the order cost that this refund paid back (0..1); None in entries written
+    # before shares were kept (then ``amount`` over the order total stands for it).
+    share: Decimal | None = None
+
+
+class PendingRefund(BaseModel):
+    """A refund (or the cancellation) that came before its order's award, kept until one exists."""
+
+    refund: Refund
+    kind: str
+    at: str
+    job_id: str | None = None
 
 
 class Note(BaseModel):
@@ -75,10 +111,16 @@ class Note(BaseModel):
 
 
 class InFlight(BaseModel):
-    """An API call that was about to be made."""
+    """An API call made (or about to be made) whose outcome is not recorded yet."""
 
     at: str
     job_id: str | None = None
+    # The attempt that set the mark: only it may take the mark back without resolving it.
+    token: str | None = None
+    # What the call was about, as it would be recorded, so whoever proves it landed can record it:
+    # the award (its transaction id and points still unknown) or the deduction.
+    award: Award | None = None
+    deduction: AppliedRefund | None = None
 
 
 class LedgerRecord(BaseModel):
@@ -88,13 +130,14 @@ class LedgerRecord(BaseModel):
     reference: str
     award: Award | None = None
     refunds: dict[str, AppliedRefund] = {}
+    pending: dict[str, PendingRefund] = {}
     skipped: Note | None = None
     failed: Note | None = None
     inflight: dict[str, InFlight] = {}
 
     @property
     def exists(self) -> bool:
-        return bool(self.award or self.refunds or self.skipped or self.failed or self.inflight)
+        return bool(self.award or self.refunds or self.pending or self.skipped or self.failed or self.inflight)
 
     @property
     def points_taken_back(self) -> int:
@@ -106,19 +149,15 @@ class LedgerRecord(BaseModel):
         return (self.award.points if self.award else 0) - self.points_taken_back
 
     @property
-    def amount_refunded(self) -> Decimal:
-        return sum((r.amount for r in self.refunds.values()), Decimal(0))
-
-    def points_for_refund(self, amount: Decimal, everything: bool = False) -> int:
-        """Points to take back for a refund of ``amount``: in proportion to the points base,
-        floored, capped at what remains; a full refund (or ``everything``) takes all that remains."""
-        if self.award is None:
-            return 0
-        remaining = max(self.points_remaining, 0)
-        if everything or self.amount_refunded + amount >= self.award.order_total or self.award.base <= 0:
-            return remaining
-        share = (Decimal(self.award.points) * amount / self.award.base).to_integral_value(ROUND_FLOOR)
-        return min(int(share), remaining)
+    def share_refunded(self) -> Decimal:
+        """The share of the order's cost paid back so far (1 = all of it)."""
+        total = Decimal(0)
+        for applied in self.refunds.values():
+            if applied.share is not None:
+                total += applied.share
+            elif self.award is not None and self.award.order_total > 0:
+                total += applied.amount / self.award.order_total
+        return total
 
 
 class Ledger:
@@ -128,6 +167,7 @@ class Ledger:
         self.connection = connection
         self.retention = retention
         self.lock_timeout = lock_timeout
+        self._clear_own_mark = connection.register_script(_CLEAR_OWN_MARK)
 
     @staticmethod
     def key(store: str, reference: str) -> str:
@@ -147,6 +187,7 @@ class Ledger:
         raw: dict[bytes, bytes] = self.connection.hgetall(self.key(store, reference))  # type: ignore[assignment]
         record = LedgerRecord(store=store, reference=reference)
         refunds: dict[str, AppliedRefund] = {}
+        pending: dict[str, PendingRefund] = {}
         inflight: dict[str, InFlight] = {}
         for name_b, value in raw.items():
             name, doc = name_b.decode(), json.loads(value)
@@ -158,9 +199,11 @@ class Ledger:
                 record.failed = Note.model_validate(doc)
             elif name.startswith(REFUND_PREFIX):
                 refunds[name.removeprefix(REFUND_PREFIX)] = AppliedRefund.model_validate(doc)
+            elif name.startswith(PENDING_PREFIX):
+                pending[name.removeprefix(PENDING_PREFIX)] = PendingRefund.model_validate(doc)
             elif name.startswith(INFLIGHT_PREFIX):
                 inflight[name.removeprefix(INFLIGHT_PREFIX)] = InFlight.model_validate(doc)
-        record.refunds, record.inflight = refunds, inflight
+        record.refunds, record.pending, record.inflight = refunds, pending, inflight
         return record
 
     def _write(self, store: str, reference: str, set_fields: dict[str, BaseModel],
@@ -173,13 +216,19 @@ class Ledger:
             pipe.expire(key, self.retention)
             pipe.execute()
 
-    def mark_in_flight(self, store: str, reference: str, op: str, job_id: str | None) -> None:
-        """Note that the call for ``op`` ("award" or "refund:<id>") is about to be made."""
-        self._write(store, reference, {INFLIGHT_PREFIX + op: InFlight(at=utcnow(), job_id=job_id)})
+    def mark_in_flight(self, store: str, reference: str, op: str, job_id: str | None, *,
+                       award: Award | None = None, deduction: AppliedRefund | None = None) -> str:
+        """Note that the call for ``op`` ("award" or "refund:<id>") is being made; returns the
+        attempt's token, which :meth:`clear_in_flight` needs."""
+        token = uuid.uuid4().hex
+        mark = InFlight(at=utcnow(), job_id=job_id, token=token, award=award, deduction=deduction)
+        self._write(store, reference, {INFLIGHT_PREFIX + op: mark})
+        return token
 
-    def clear_in_flight(self, store: str, reference: str, op: str) -> None:
-        """The call for ``op`` was not made after all (it had to wait for a rate-limit slot)."""
-        self.connection.hdel(self.key(store, reference), INFLIGHT_PREFIX + op)
+    def clear_in_flight(self, store: str, reference: str, op: str, token: str | None) -> bool:
+        """Take back the mark of ``op`` if it is still the one set with ``token``: a call known not
+        to have landed (refused, never sent), or proven not to have (recovery). True if removed."""
+        return bool(self._clear_own_mark(keys=[self.key(store, reference)], args=[INFLIGHT_PREFIX + op, token or ""]))
 
     def record_award(self, store: str, reference: str, award: Award) -> None:
         """The order got its points; clears the in-flight mark, any skip and any failure."""
@@ -190,10 +239,20 @@ class Ledger:
             pipe.zremrangebyscore(self.awards_key(store), 0, at - self.retention)
             pipe.execute()
 
+    def update_award(self, store: str, reference: str, award: Award) -> None:
+        """Complete an award already recorded (e.g. its card, read later from the list)."""
+        self._write(store, reference, {AWARD: award})
+
     def record_refund(self, store: str, reference: str, refund_id: str, applied: AppliedRefund) -> None:
-        """A refund (or the cancellation) was applied; clears its in-flight mark and any failure."""
+        """A refund (or the cancellation) was applied; clears its in-flight mark, its pending entry
+        and any failure."""
         op = REFUND_PREFIX + refund_id
-        self._write(store, reference, {op: applied}, delete=(INFLIGHT_PREFIX + op, FAILED))
+        self._write(store, reference, {op: applied},
+                    delete=(INFLIGHT_PREFIX + op, PENDING_PREFIX + refund_id, FAILED))
+
+    def record_pending(self, store: str, reference: str, refund_id: str, pending: PendingRefund) -> None:
+        """A refund came before the order's award: keep it until the award applies it."""
+        self._write(store, reference, {PENDING_PREFIX + refund_id: pending}, delete=(FAILED,))
 
     def record_skip(self, store: str, reference: str, event: str, reason: str) -> None:
         """The order earns nothing, and why."""
@@ -202,10 +261,6 @@ class Ledger:
     def record_failure(self, store: str, reference: str, event: str, reason: str, job_id: str | None) -> None:
         """A job for this order failed for good (until replayed)."""
         self._write(store, reference, {FAILED: Note(reason=reason, event=event, at=utcnow(), job_id=job_id)})
-
-    def forget_refund(self, store: str, reference: str, refund_id: str) -> None:
-        """Drop a refund noted before its order was awarded, so it can be applied for real."""
-        self.connection.hdel(self.key(store, reference), REFUND_PREFIX + refund_id)
 
     def forget_award(self, store: str, reference: str, reason: str) -> None:
         """Drop an award Loyalty.lt does not have (reconcile), so the paid job can award it again."""

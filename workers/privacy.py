@@ -8,11 +8,31 @@ points from being awarded twice.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from redis import Redis
 from rq.job import Job
 
+from config.stores import StoreConfig
+from workers.context import WorkerContext
 from workers.event_queue import EventQueue
+from workers.events import Event
+from workers.outcome import Outcome
+from workers.platforms import ADAPTERS
+
+
+def redact(ctx: WorkerContext, store: StoreConfig, ev: Event, data: dict[str, Any], job: Job | None) -> Outcome:
+    """The redact job: delete the kept payloads a privacy request covers, then this job's own copy
+    of the request (it names the customer)."""
+    if ev.order_id == "shop":
+        order_ids = store_order_ids(ctx.connection, ctx.events, store.id)
+    else:
+        order_ids = ADAPTERS[store.platform].orders_to_redact(data)
+    deleted = delete_kept_payloads(ctx.connection, ctx.events, store.id, order_ids, keep=job.id if job else None)
+    if job is not None:
+        job.args = (job.args[0], "{}")
+        job.save()
+    return Outcome(outcome="redacted", reason=f"deleted the kept payloads of {deleted} jobs ({ev.topic})")
 
 
 def store_order_ids(connection: Redis, events: EventQueue, store: str) -> list[str]:

@@ -174,14 +174,21 @@ def validate_credentials() -> Response:
 @shop.post("/transactions/award-points")
 def create_transaction() -> Response:
     partner = _partner()
-    data = _sandbox().state.create_purchase(partner, parse(CreateTransaction, _body()))
+    data = _sandbox().state.create_purchase(partner, parse(CreateTransaction, _body()), _hidden_for())
     return envelope(data, "Points awarded successfully")
 
 
 @shop.post("/transactions/deduct-points")
 def deduct_points() -> Response:
     partner = _partner()
-    return envelope(_sandbox().state.deduct(partner, parse(DeductPoints, _body())), "Points deducted successfully")
+    data = _sandbox().state.deduct(partner, parse(DeductPoints, _body()), _hidden_for())
+    return envelope(data, "Points deducted successfully")
+
+
+def _hidden_for() -> float:
+    """How long the list will not show this request's change (a slow commit), in seconds."""
+    decision: Decision | None = g.get("sandbox_decision")
+    return _sandbox().config.slow_commit_seconds if decision is not None and decision.slow_commit else 0.0
 
 
 @shop.get("/transactions")
@@ -273,6 +280,9 @@ def _finish(response: Response) -> Response:
         if decision.fail_after_commit and response.status_code < 400:
             sandbox.faults.note("error_after_commit")
             response = envelope(None, "Server Error", 500, "SERVER_ERROR")
+        elif decision.slow_commit and response.status_code < 400:
+            late = sandbox.faults.slow_answer()
+            response = envelope(None, late.message, late.status, late.code)
         response.headers.update(decision.headers)
     sandbox.state.record_request(_stats_key(), response.status_code)
     return response

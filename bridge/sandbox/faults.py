@@ -2,7 +2,8 @@
 
 The app asks :meth:`Faults.before` before it handles a Shop API request. Faults that refuse a
 request (429, timeout, 500, a fail rule) answer *instead of* processing it, so nothing changes;
-only ``error_after_commit_rate`` lets the change happen and then loses the answer.
+``error_after_commit_rate`` lets the change happen and then loses the answer, and
+``slow_commit_rate`` makes the change, lists it only seconds later, and lets the answer time out.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
 from bridge.sandbox.state import FailRule, SandboxConfig
+
+# The requests that change something (a slow commit only makes sense for these).
+CHANGES = ("transactions/create", "transactions/award-points", "transactions/deduct-points")
 
 
 @dataclass
@@ -41,6 +45,8 @@ class Decision:
     refusal: Refusal | None = None
     headers: dict[str, str] = field(default_factory=dict)  # rate-limit headers for every answer
     fail_after_commit: bool = False
+    # Commit, list the change only later, and let the answer time out (for changes only).
+    slow_commit: bool = False
 
 
 class Faults:
@@ -107,9 +113,17 @@ class Faults:
         elif rule := self._take_rule(cfg.fail_rules, path, body):
             self.note("fail_rule")
             decision.refusal = Refusal(rule.status, rule.message, rule.code, rule.errors)
+        elif path.rstrip("/").endswith(CHANGES) and self._roll(cfg.slow_commit_rate):
+            decision.slow_commit = True
         else:
             decision.fail_after_commit = self._roll(cfg.error_after_commit_rate)
         return decision
+
+    def slow_answer(self) -> Refusal:
+        """The answer a slow commit gives, late: the client has long given up by then."""
+        self.note("slow_commit")
+        self.sleep(self.config.timeout_seconds)
+        return Refusal(504, "Gateway Timeout", "GATEWAY_TIMEOUT")
 
     def _rate_limit(self, identity: str, per_minute: int, window: int) -> tuple[Refusal | None, dict[str, str]]:
         item = RateLimitItemPerSecond(per_minute, window)

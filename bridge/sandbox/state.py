@@ -10,14 +10,15 @@ from __future__ import annotations
 import hmac
 import re
 import threading
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from workers.loyalty.models import TransactionFilters
@@ -92,6 +93,14 @@ class SandboxConfig(BaseModel):
     # The limit's window; 60 s as documented. Tests shorten it to see a backlog drain quickly.
     rate_limit_window_seconds: int = Field(60, ge=1)
     fail_rules: list[FailRule] = Field(default_factory=list)
+    # A slow commit: the change is made, but its answer times out (after timeout_seconds) and the
+    # transaction shows in the list only slow_commit_seconds after the request.
+    slow_commit_rate: float = Field(0.0, ge=0, le=1)
+    slow_commit_seconds: float = Field(3.0, ge=0)
+    # How deductions are listed: "bridge" files them under the order's reference with the metadata
+    # sent; "docs" as the docs' example shows a refund: its own reference (REFUND-…), metadata of its
+    # own ({source, points_deducted, reason}), the description kept.
+    deduction_listing: Literal["bridge", "docs"] = "bridge"
     seed: int | None = None
 
 
@@ -136,16 +145,43 @@ class CreateTransaction(_Customer):
     meta_data: dict[str, Any] = Field(default_factory=dict)
 
 
-class DeductPoints(_Customer):
-    """Body of POST transactions/deduct-points: our inference, the endpoint's body is undocumented."""
+class DeductPoints(BaseModel):
+    """Body of POST transactions/deduct-points (undocumented). Accepts what Loyalty.lt's own clients
+    sent (PHP ``{card_id, points, description}``; JavaScript ``{card_id?, card_number?, points,
+    description?, shop_id?}``) and the customer/order fields the docs' refund guidance names."""
 
-    order_id: str = Field(min_length=1, max_length=255)
+    model_config = ConfigDict(coerce_numbers_to_str=True)
+
+    card_id: int | None = Field(None, ge=1)
+    card_number: str | None = None
+    user_id: int | None = Field(None, ge=1)
+    user_email: str | None = None
+    points: int = Field(ge=1)
+    description: str | None = Field(None, max_length=255)
+    shop_id: int | None = None
+    order_id: str | None = Field(None, min_length=1, max_length=255)
     refund_id: str | None = None
-    points: int = Field(ge=0)
     refund_amount: float | None = Field(None, ge=0)
     currency: str = Field("EUR", min_length=3, max_length=3)
     reason: str | None = Field(None, max_length=255)
     meta_data: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("user_email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip().lower()
+        if not EMAIL.match(value):
+            raise PydanticCustomError("email", "The user email must be a valid email address.")
+        return value
+
+    @model_validator(mode="after")
+    def _whose(self) -> DeductPoints:
+        if self.card_id is None and self.user_id is None and self.user_email is None:
+            raise PydanticCustomError("required_without_all", "The card id field is required when none of user id / "
+                                                              "user email are present.")
+        return self
 
 
 class CardAward(BaseModel):
@@ -217,6 +253,8 @@ class Transaction:
     status: str = "completed"
     staff_id: int | None = None
     category_id: int | None = None
+    # Until when the list does not show it yet (a slow commit).
+    hidden_until: datetime | None = None
 
 
 def iso(moment: datetime) -> str:
@@ -284,10 +322,12 @@ class SandboxState:
 
     def _record(self, partner: PartnerCredentials, card: Card, type_: str, points: int, amount: float,
                 currency: str, description: str, reference: str | None, shop_id: int | None,
-                metadata: dict[str, Any]) -> Transaction:
+                metadata: dict[str, Any], hidden_for: float = 0.0) -> Transaction:
         card.points += points
+        now = self.clock()
         tx = Transaction(self._next_id("transaction"), partner.partner_id, type_, points, amount, currency,
-                         description, reference, card.user_id, card.id, shop_id, metadata, self.clock())
+                         description, reference, card.user_id, card.id, shop_id, metadata, now,
+                         hidden_until=now + timedelta(seconds=hidden_for) if hidden_for else None)
         self.transactions[tx.id] = tx
         return tx
 
@@ -300,8 +340,10 @@ class SandboxState:
 
     # --- the Shop API's operations ---
 
-    def create_purchase(self, partner: PartnerCredentials, req: CreateTransaction) -> dict[str, Any]:
-        """Award points for an order (after redeeming ``points_redeemed``), once per order_id."""
+    def create_purchase(self, partner: PartnerCredentials, req: CreateTransaction,
+                        hidden_for: float = 0.0) -> dict[str, Any]:
+        """Award points for an order (after redeeming ``points_redeemed``), once per order_id; a
+        slow commit (``hidden_for`` seconds) lists it only later."""
         with self._lock:
             if (partner.partner_id, req.order_id) in self._orders:
                 raise SandboxError(409, "Transaction already processed for this order", "RESOURCE_ALREADY_EXISTS")
@@ -321,26 +363,48 @@ class SandboxState:
             awarded = req.points if req.points is not None else self.points_for(req.order_total)
             tx = self._record(partner, card, "purchase", awarded, req.order_total, req.currency,
                               req.description or f"Pirkimas #{req.order_id}", req.order_id, req.shop_id,
-                              {**req.meta_data, "points_awarded": awarded, "items_count": len(req.cart_items)})
+                              {**req.meta_data, "points_awarded": awarded, "items_count": len(req.cart_items)},
+                              hidden_for)
             self._orders.add((partner.partner_id, req.order_id))
             return {"transaction_id": tx.id, "points_awarded": awarded, "points_balance": card.points,
                     "loyalty_card_id": card.id, "card_number": card.number, "user_id": user.id,
                     "order_total": req.order_total, "currency": req.currency}
 
-    def deduct(self, partner: PartnerCredentials, req: DeductPoints) -> dict[str, Any]:
-        """Take points back for a refund. Not deduplicated: the real API is not documented to."""
+    def deduct(self, partner: PartnerCredentials, req: DeductPoints, hidden_for: float = 0.0) -> dict[str, Any]:
+        """Take points back from a card (named by id, or by its user). Not deduplicated: the real API
+        is not documented to. A deduction naming an order needs that order's award on the card."""
         with self._lock:
-            user = self._find_user(req.user_email, req.user_id)
-            card = self._card_of(partner.partner_id, user.id) if user else None
-            if user is None or card is None:
-                raise user_not_found()
+            if req.card_id is not None:
+                card = self.cards.get(req.card_id)
+                if card is None or card.partner_id != partner.partner_id:
+                    raise SandboxError(404, "Loyalty card not found", "NOT_FOUND")
+                if req.card_number is not None and req.card_number != card.number:
+                    raise SandboxError(422, "Validation failed", "VALIDATION_ERROR",
+                                       {"card_number": ["The card number does not match the card."]})
+                user = self.users[card.user_id]
+            else:
+                user = self._find_user(req.user_email, req.user_id)
+                card = self._card_of(partner.partner_id, user.id) if user else None
+                if user is None or card is None:
+                    raise user_not_found()
+            if req.order_id is not None and not any(
+                    tx.type == "purchase" and tx.card_id == card.id and tx.reference_number == req.order_id
+                    for tx in self.transactions.values()):
+                raise SandboxError(422, "Validation failed", "VALIDATION_ERROR",
+                                   {"order_id": [f"No award for order {req.order_id} on this card."]})
             if req.points > card.points and not self.config.allow_negative_balance:
                 raise SandboxError(400, "Insufficient points", "VALIDATION_ERROR")
-            description = f"Grąžinimas - {req.reason}" if req.reason else f"Grąžinimas #{req.order_id}"
+            description = req.description or (f"Grąžinimas - {req.reason}" if req.reason
+                                               else f"Grąžinimas #{req.order_id or ''}".strip())
+            if self.config.deduction_listing == "docs":
+                reference: str | None = f"REFUND-{uuid.uuid4().hex[:6].upper()}"
+                metadata: dict[str, Any] = {"source": "api", "points_deducted": req.points, "reason": req.reason}
+            else:
+                reference = req.order_id
+                metadata = {**req.meta_data, "refund_id": req.refund_id, "reason": req.reason,
+                            "points_deducted": req.points}
             tx = self._record(partner, card, "refund", -req.points, req.refund_amount or 0, req.currency,
-                              description, req.order_id, None,
-                              {**req.meta_data, "refund_id": req.refund_id, "reason": req.reason,
-                               "points_deducted": req.points})
+                              description, reference, req.shop_id, metadata, hidden_for)
             return {"transaction_id": tx.id, "points_deducted": req.points, "points_balance": card.points,
                     "loyalty_card_id": card.id, "user_id": user.id, "order_id": req.order_id,
                     "refund_id": req.refund_id}
@@ -351,9 +415,11 @@ class SandboxState:
         email = q.user_email.strip().lower() if q.user_email else None
         wanted = {"user_id": q.user_id, "card_id": q.loyalty_card_id, "shop_id": q.shop_id, "staff_id": q.staff_id,
                   "category_id": q.category_id, "reference_number": q.reference_number, "type": q.type}
+        now = self.clock()
         with self._lock:
             found = [tx for tx in sorted(self.transactions.values(), key=lambda t: t.id, reverse=True)
                      if tx.partner_id == partner.partner_id
+                     and (tx.hidden_until is None or tx.hidden_until <= now)
                      and all(v is None or getattr(tx, k) == v for k, v in wanted.items())
                      and (email is None or self.users[tx.user_id].email == email)
                      and (q.date_from is None or tx.created_at.astimezone(timezone.utc).date() >= q.date_from)

@@ -18,6 +18,7 @@ from bridge.app import create_app
 from config.settings import Settings
 from tests.conftest import FakeApi, fixture_bytes, make_stores, run_jobs, webhook_headers
 from workers.context import WorkerContext
+from workers.ledger import AppliedRefund
 
 WOO = "coffee-woo"
 SHOP = "coffee-shopify"
@@ -186,11 +187,13 @@ def test_partial_refund_is_one_proportional_deduct(client: FlaskClient, worker_c
     run_jobs(worker_ctx)
     deliver(client, "woocommerce", "partial_refund", "order.updated")  # redelivered: nothing new
     run_jobs(worker_ctx)
+    # The card and a description both of Loyalty.lt's own clients sent, plus the order's fields.
     assert api.bodies("transactions/deduct-points") == [{
-        "user_id": 77, "order_id": "WC-4210", "refund_id": "4301", "points": 48,  # floor(278 * 4.84 / 27.83)
+        "card_id": 501, "card_number": "000-000-501", "user_id": 77, "points": 48,  # floor(278 * 4.84 / 27.83)
+        "description": "Refund 4301 of WC-4210", "shop_id": 12, "order_id": "WC-4210", "refund_id": "4301",
         "refund_amount": 4.84, "currency": "EUR", "reason": "Damaged mug",
-        "meta_data": {"platform": "woocommerce", "store": WOO, "platform_order_id": "4210", "refund_id": "4301",
-                      "kind": "refund", "refund_amount": "4.84"},
+        "meta_data": {"platform": "woocommerce", "store": WOO, "reference": "WC-4210", "platform_order_id": "4210",
+                      "refund_id": "4301", "kind": "refund", "refund_amount": "4.84"},
     }]
     record = worker_ctx.ledger.get(WOO, "WC-4210")
     assert record.points_remaining == 230
@@ -258,12 +261,16 @@ def test_refund_of_a_skipped_order_is_skipped_with_a_reason(client: FlaskClient,
     assert refund.points == 0 and "earned nothing" in refund.source
 
 
-def test_cancellation_of_an_order_never_awarded_here_is_skipped(client: FlaskClient, worker_ctx: WorkerContext,
-                                                                api: FakeApi) -> None:
+def test_cancellation_of_an_order_never_awarded_here_waits_in_the_ledger(client: FlaskClient,
+                                                                         worker_ctx: WorkerContext,
+                                                                         api: FakeApi) -> None:
     deliver(client, "woocommerce", "cancelled_after_payment", "order.updated")
     run_jobs(worker_ctx)
     assert api.calls("transactions/deduct-points") == []
-    assert "never awarded" in worker_ctx.ledger.get(WOO, "WC-4214").refunds["cancel"].source
+    record = worker_ctx.ledger.get(WOO, "WC-4214")
+    assert record.pending["cancel"].kind == "cancel" and record.refunds == {}
+    job = Job.fetch("cancel-coffee-woo-4214", connection=worker_ctx.connection)
+    assert job.return_value()["outcome"] == "pending the award"
 
 
 def test_409_marks_the_order_awarded_from_the_list(client: FlaskClient, worker_ctx: WorkerContext,
@@ -381,7 +388,9 @@ def test_a_deduction_another_job_left_unrecorded_counts_before_the_next(client: 
     api.create_ok(points=495, locale="lt")
     deliver(client, "shopify", "orders_paid", "orders/paid")
     run_jobs(worker_ctx)
-    worker_ctx.ledger.mark_in_flight(SHOP, "SH-1001", "refund:cancel", f"cancel-coffee-shopify-{S_ORDER}")
+    worker_ctx.ledger.mark_in_flight(SHOP, "SH-1001", "refund:cancel", f"cancel-coffee-shopify-{S_ORDER}",
+                                     deduction=AppliedRefund(points=495, amount=Decimal("49.50"), share=Decimal(1),
+                                                             at="2026-11-27T10:00:00+00:00", kind="cancel"))
     api.listing([{"id": 7777, "type": "refund", "points": -495, "reference_number": "SH-1001",
                   "metadata": {"refund_id": "cancel", "kind": "cancel", "refund_amount": "49.50"}}], locale="lt")
     deliver(client, "shopify", "refunds_create_partial", "refunds/create")
@@ -415,7 +424,7 @@ def test_recovering_another_jobs_deduction_leaves_this_jobs_own_landed_call_alon
     applied = record.refunds["929361465"]
     assert (applied.points, applied.transaction_id, applied.source) == (120, 7001, "recovered")
     assert record.points_remaining == 375
-    assert list(record.inflight) == ["refund:cancel"]      # the cancellation's own job decides about it
+    assert record.inflight == {}      # the cancellation's call is not listed, and cannot land any more
 
 
 def test_an_in_flight_mark_with_nothing_landed_calls_once(client: FlaskClient, worker_ctx: WorkerContext,

@@ -117,8 +117,9 @@ def test_minimal_create_omits_unset_fields_and_sends_money_as_numbers(mock: resp
     (CreateTransactionRequest, {"user_id": 1, "order_id": "WC-1", "order_total": -1}, "greater than or equal"),
     (CreateTransactionRequest, {"user_id": 1, "order_id": "", "order_total": 1}, "at least 1 character"),
     (CreateTransactionRequest, {"user_id": 1, "order_id": "W", "order_total": 1, "colour": "red"}, "Extra inputs"),
-    (DeductPointsRequest, {"order_id": "WC-1", "points": 1}, "user_email or user_id"),
-    (DeductPointsRequest, {"user_id": 1, "order_id": "WC-1", "points": -1}, "greater than or equal"),
+    (DeductPointsRequest, {"order_id": "WC-1", "points": 1, "description": "d"}, "card_id, user_id or user_email"),
+    (DeductPointsRequest, {"card_id": 1, "order_id": "WC-1", "points": 0, "description": "d"}, "greater than 0"),
+    (DeductPointsRequest, {"card_id": 1, "order_id": "WC-1", "points": 1}, "description"),
     (TransactionFilters, {"per_page": 101}, "less than or equal"),
     (TransactionFilters, {"type": "gift"}, "purchase"),
     (AwardPointsRequest, {"card_id": 1, "points": 0, "transaction_type": "bonus"}, "greater than 0"),
@@ -135,17 +136,23 @@ def test_deduct_points_body(mock: responses.RequestsMock, client: LoyaltyClient)
     mock.post(f"{BASE}/lt/shop/transactions/deduct-points",
               json=ok({"transaction_id": 7, "points_deducted": 48, "points_balance": 100}))
     result = client.deduct_points(DeductPointsRequest(
-        user_email=EMAIL, order_id="WC-1", refund_id="4301", points=48, refund_amount=Decimal("4.84"),
-        currency="EUR", reason="broken", meta_data={"kind": "refund"}))
+        card_id=501, card_number="000-000-501", user_id=77, points=48, description="Refund 4301 of WC-1", shop_id=3,
+        order_id="WC-1", refund_id="4301", refund_amount=Decimal("4.84"), currency="EUR", reason="broken",
+        meta_data={"kind": "refund"}))
     assert (result.transaction_id, result.points_deducted, result.points_balance) == (7, 48, 100)
-    assert body_of(mock.calls[0]) == {
-        "user_email": EMAIL, "order_id": "WC-1", "refund_id": "4301", "points": 48, "refund_amount": 4.84,
-        "currency": "EUR", "reason": "broken", "meta_data": {"kind": "refund"}}
+    body = body_of(mock.calls[0])
+    assert body == {
+        "card_id": 501, "card_number": "000-000-501", "user_id": 77, "points": 48,
+        "description": "Refund 4301 of WC-1", "shop_id": 3, "order_id": "WC-1", "refund_id": "4301",
+        "refund_amount": 4.84, "currency": "EUR", "reason": "broken", "meta_data": {"kind": "refund"}}
+    # What Loyalty.lt's own clients posted to this endpoint (REFERENCE.md): every field is here.
+    assert {"card_id", "points", "description"} <= body.keys()                                  # sdk-php
+    assert {"card_id", "card_number", "points", "description", "shop_id"} <= body.keys()      # sdk-javascript
 
 
 def test_deduct_points_answer_is_read_leniently(mock: responses.RequestsMock, client: LoyaltyClient) -> None:
     mock.post(f"{BASE}/lt/shop/transactions/deduct-points", json=ok({"deducted": True}))
-    result = client.deduct_points(DeductPointsRequest(user_id=1, order_id="WC-1", points=1))
+    result = client.deduct_points(DeductPointsRequest(card_id=1, order_id="WC-1", points=1, description="d"))
     assert result.transaction_id is None and result.model_extra == {"deducted": True}
 
 
@@ -258,7 +265,7 @@ def test_every_call_uses_the_one_session_with_both_timeouts(mock: responses.Requ
     mock.post(f"{BASE}/en/shop/points/award", json=ok({}))
     mock.post(f"{BASE}/en/shop/points", json=ok({}))
     client.create_transaction(order())
-    client.deduct_points(DeductPointsRequest(user_id=1, order_id="WC-1", points=1))
+    client.deduct_points(DeductPointsRequest(card_id=1, order_id="WC-1", points=1, description="d"))
     client.find_transactions("WC-1")
     client.validate_credentials()
     client.award_card_points("t", AwardPointsRequest(card_id=1, points=1, transaction_type="bonus"))

@@ -167,6 +167,61 @@ def test_deduct_below_zero_and_unknown_user() -> None:
     assert missing.status_code == 422 and "points" in missing.json["errors"]
 
 
+def test_deduct_by_card_as_loyalty_lts_own_clients_sent_it(client: FlaskClient) -> None:
+    card = order(client).json["data"]["loyalty_card_id"]
+    # sdk-php: {card_id, points, description}; no order, no customer.
+    php = client.post(DEDUCT, json={"card_id": card, "points": 10, "description": "Refund 1 of WC-1"}, headers=AUTH)
+    assert php.status_code == 200 and php.json["data"]["points_balance"] == 145
+    # sdk-javascript: {card_id, card_number, points, description, shop_id}.
+    number = client.get("/_sandbox/state").json["data"]["users"][0]["cards"][0]["number"]
+    js = client.post(DEDUCT, json={"card_id": card, "card_number": number, "points": 5, "description": "x",
+                                   "shop_id": 12}, headers=AUTH)
+    assert js.status_code == 200
+    assert [tx["description"] for tx in listing(client, type="refund").json["data"]] == ["x", "Refund 1 of WC-1"]
+    wrong_number = client.post(DEDUCT, json={"card_id": card, "card_number": "000", "points": 1}, headers=AUTH)
+    assert wrong_number.status_code == 422 and "card_number" in wrong_number.json["errors"]
+    nobody = client.post(DEDUCT, json={"points": 1}, headers=AUTH)
+    assert nobody.status_code == 422 and "card id field is required" in str(nobody.json["errors"])
+
+
+def test_a_deduction_naming_an_order_needs_its_award_on_the_card(client: FlaskClient) -> None:
+    card = order(client, order_id="WC-1").json["data"]["loyalty_card_id"]
+    order(client, order_id="WC-2", email="other@example.com")
+    refused = client.post(DEDUCT, json={"card_id": card, "order_id": "WC-2", "points": 1}, headers=AUTH)
+    assert refused.status_code == 422 and refused.json["errors"] == {"order_id": ["No award for order WC-2 on this card."]}
+    assert client.post(DEDUCT, json={"card_id": card, "order_id": "WC-1", "points": 1}, headers=AUTH).status_code == 200
+
+
+def test_docs_listing_files_deductions_under_their_own_reference() -> None:
+    client = client_for(deduction_listing="docs")
+    card = order(client).json["data"]["loyalty_card_id"]
+    client.post(DEDUCT, json={"card_id": card, "order_id": "WC-1", "refund_id": "77", "points": 5,
+                              "description": "Refund 77 of WC-1", "reason": "Damaged",
+                              "meta_data": {"refund_id": "77", "store": "s"}}, headers=AUTH)
+    (tx,) = listing(client, type="refund").json["data"]
+    assert tx["reference_number"].startswith("REFUND-") and tx["reference_number"] != "WC-1"
+    assert tx["metadata"] == {"source": "api", "points_deducted": 5, "reason": "Damaged"}
+    assert tx["description"] == "Refund 77 of WC-1"
+    assert listing(client, reference_number="WC-1", type="refund").json["data"] == []
+
+
+def test_a_slow_commit_changes_now_lists_later_and_answers_too_late() -> None:
+    now = [datetime(2026, 11, 27, 12, tzinfo=timezone.utc)]
+    app = create_sandbox_app(SandboxConfig(slow_commit_rate=1.0, slow_commit_seconds=5, timeout_seconds=7),
+                             clock=lambda: now[0])
+    waits: list[float] = []
+    sandbox_of(app).faults.sleep = waits.append
+    client = app.test_client()
+    answer = order(client)
+    assert answer.status_code == 504 and waits == [7]                  # the answer comes after the client gave up
+    assert balance(client) == 155                                      # but the change is made
+    assert listing(client).json["data"] == []                          # and not listed yet
+    assert order(client).status_code == 409                            # a retry is refused as a duplicate
+    now[0] += timedelta(seconds=5)
+    assert [tx["reference_number"] for tx in listing(client).json["data"]] == ["WC-1"]
+    assert client.get("/_sandbox/stats").json["data"]["faults"]["slow_commit"] == 1
+
+
 # --- list -------------------------------------------------------------------------------------
 
 def test_list_filters_and_paging() -> None:

@@ -98,3 +98,23 @@ def test_nothing_configured_gives_no_stores(tmp_path: Path) -> None:
     stores = load_stores(tmp_path / "missing.toml", {})
     assert len(stores) == 0
     assert "nothing configured" in stores.source
+
+
+def test_stores_sharing_an_api_key_must_not_share_references(tmp_path: Path) -> None:
+    """Two WooCommerce shops on one Loyalty.lt key, both with the default WC-{number}: the second
+    shop's order 4210 would find the first's award (409) and its refunds hit the first's customer."""
+    second = GOOD.replace("[stores.coffee-woo]", "[stores.tea-woo]")
+    env = {"WOO_SECRET": "s", "API_SECRET": "a"}
+    with pytest.raises(ConfigError) as caught:
+        load_stores_file(write(tmp_path, GOOD + second), env)
+    message = str(caught.value)
+    assert "'coffee-woo' and 'tea-woo' share a Loyalty.lt API key" in message and "\n" not in message
+    assert "distinct reference_format" in message
+    distinct = second + 'reference_format = "TEA-{number}"\n'
+    assert sorted(load_stores_file(write(tmp_path, GOOD + distinct), env)) == ["coffee-woo", "tea-woo"]
+    other_key = second.replace("lty_abc", "lty_other")
+    assert len(load_stores_file(write(tmp_path, GOOD + other_key), env)) == 2
+    # "{number}" can make anything "WC-{number}" makes.
+    bare = second + 'reference_format = "{number}"\n'
+    with pytest.raises(ConfigError, match="share a Loyalty.lt API key"):
+        load_stores_file(write(tmp_path, GOOD + bare), env)

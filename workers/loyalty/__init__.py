@@ -6,6 +6,7 @@ from workers.loyalty.errors import (
     AuthenticationError,
     LoyaltyError,
     NotFoundError,
+    NotSent,
     PermanentError,
     RateLimited,
     RetryableError,
@@ -31,7 +32,7 @@ from workers.loyalty.models import (
 __all__ = [
     "AlreadyDone", "AuthenticationError", "AwardPointsRequest", "Balance", "CardPointsResult", "CartItem",
     "CreateTransactionRequest", "CreateTransactionResult", "CredentialsInfo", "DeductPointsRequest",
-    "DeductPointsResult", "LoyaltyClient", "LoyaltyError", "NotFoundError", "PermanentError", "RateLimited",
+    "DeductPointsResult", "LoyaltyClient", "LoyaltyError", "NotFoundError", "NotSent", "PermanentError", "RateLimited",
     "RedeemPointsRequest", "RetryableError", "Transaction", "TransactionFilters", "TransactionPage",
     "TransactionType", "ValidationError", "parse_retry_after",
 ]

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import requests
 from pydantic import BaseModel
+from urllib3.exceptions import NewConnectionError
 from pydantic import ValidationError as PydanticValidationError
 
 from workers.loyalty.errors import (
@@ -18,6 +19,7 @@ from workers.loyalty.errors import (
     AuthenticationError,
     LoyaltyError,
     NotFoundError,
+    NotSent,
     PermanentError,
     RateLimited,
     RetryableError,
@@ -243,7 +245,10 @@ class LoyaltyClient:
     def _network_error(exc: requests.RequestException, method: str, path: str) -> LoyaltyError:
         where = {"method": method, "path": path}
         if isinstance(exc, requests.ConnectTimeout):
-            return RetryableError("connect timeout (the call was not sent)", **where)
+            return NotSent("connect timeout (the call was not sent)", **where)
+        if isinstance(exc, requests.ConnectionError) and isinstance(
+                getattr(exc.args[0] if exc.args else None, "reason", None), NewConnectionError):
+            return NotSent("cannot connect (the call was not sent)", **where)
         if isinstance(exc, requests.Timeout):
             return RetryableError("read timeout (the call may have landed)", **where)
         if isinstance(exc, ValueError):  # InvalidURL, MissingSchema, InvalidHeader: retrying cannot help

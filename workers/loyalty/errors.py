@@ -1,7 +1,8 @@
 """What can go wrong calling Loyalty.lt, sorted by what the caller must do next.
 
 - :class:`RetryableError` — try again later (network trouble, timeouts, 408, 429, 5xx, an answer
-  nobody can read: the call may or may not have landed, so check before calling again);
+  nobody can read: the call may or may not have landed, so check before calling again); its
+  :class:`NotSent` says the call never left, so nothing can have landed;
 - :class:`PermanentError` — give up with the API's reason (400/401/403/404/422 and other 4xx);
 - :class:`AlreadyDone` — the platform already has it (409 ``RESOURCE_ALREADY_EXISTS`` on create).
 
@@ -74,6 +75,10 @@ class RetryableError(LoyaltyError):
     def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
         self.retry_after = retry_after
         super().__init__(message, **kwargs)
+
+
+class NotSent(RetryableError):
+    """The call never reached Loyalty.lt (connect timeout, connection refused): nothing can have landed."""
 
 
 class RateLimited(RetryableError):

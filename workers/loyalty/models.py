@@ -3,7 +3,8 @@
 Requests are strict (a bad request is our bug, caught before it is sent); answers are lenient
 (extra fields allowed, most optional), because the API may add fields and the bridge must not
 break when it does. The deduct-points body is not documented; :class:`DeductPointsRequest` is our
-best inference, kept here alone so it is easy to change.
+best inference, kept here alone so it is easy to change: the fields Loyalty.lt's own clients sent
+(``card_id``, ``card_number``, ``points``, ``description``, ``shop_id``) plus the order's.
 """
 
 from __future__ import annotations
@@ -112,16 +113,35 @@ class CreateTransactionResult(_Answer):
 
 # --- deduct points (body inferred) --------------------------------------------------------------
 
-class DeductPointsRequest(_Customer):
-    """POST /{locale}/shop/transactions/deduct-points (body inferred, see the module docstring)."""
+class DeductPointsRequest(_Request):
+    """POST /{locale}/shop/transactions/deduct-points (body inferred, see the module docstring).
 
+    Loyalty.lt's PHP client sent ``{card_id, points, description}`` and its JavaScript client
+    ``{card_id?, card_number?, points, description?, shop_id?}``; the docs' refund guidance names the
+    order and a refund id. This body carries all of them, so it suits either reading of the endpoint.
+    """
+
+    card_id: int | None = None
+    card_number: str | None = None
+    user_id: int | None = None
+    user_email: str | None = None
+    points: int = Field(gt=0)
+    # What the customer reads in their card's history; it also names the refund, so the bridge can
+    # find the deduction in the transaction list however Loyalty.lt files it.
+    description: str = Field(min_length=1, max_length=255)
+    shop_id: int | None = None
     order_id: str = Field(min_length=1)
     refund_id: str | None = None
-    points: int = Field(ge=0)
     refund_amount: Money | None = None
     currency: str | None = None
-    reason: str | None = None
+    reason: str | None = Field(default=None, max_length=255)
     meta_data: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _whose(self) -> DeductPointsRequest:
+        if self.card_id is None and self.user_id is None and not self.user_email:
+            raise ValueError("card_id, user_id or user_email is required")
+        return self
 
 
 class DeductPointsResult(_Answer):

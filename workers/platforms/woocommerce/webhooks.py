@@ -25,10 +25,13 @@ from workers.orders import (
     PayloadMoney,
     Quantity,
     Refund,
+    RefundItems,
+    line_total,
     money,
     normalize_email,
     parse,
     points_redeemed,
+    product_name,
 )
 
 PLATFORM = "woocommerce"
@@ -55,10 +58,33 @@ def _text(value: Any) -> Any:
     return str(value) if isinstance(value, int) else value
 
 
+class _Meta(_Model):
+    key: str = ""
+    value: Any = None
+
+
+class _RefundLine(_Model):
+    """A line of a refund, when the refund carries them (the refunds API does; the order's list does not)."""
+
+    id: int | None = None
+    product_id: int | None = None
+    quantity: int = 0
+    total: PayloadMoney = ZERO
+    total_tax: PayloadMoney = ZERO
+    meta_data: list[_Meta] = []
+
+
+class _RefundShipping(_Model):
+    total: PayloadMoney = ZERO
+    total_tax: PayloadMoney = ZERO
+
+
 class _RefundHead(_Model):
     id: int
     reason: str | None = None
     total: PayloadMoney = ZERO
+    line_items: list[_RefundLine] = []
+    shipping_lines: list[_RefundShipping] = []
 
 
 class _OrderHead(_Model):
@@ -73,11 +99,8 @@ class _OrderHead(_Model):
     _number_as_text = field_validator("number", mode="before")(_text)
 
 
-class _Meta(_Model):
-    key: str = ""
-
-
 class _LineItem(_Model):
+    id: int | None = None
     name: str = ""
     product_id: int | None = None
     quantity: Quantity
@@ -155,7 +178,7 @@ def classify(topic: str, body: bytes, store: StoreConfig) -> list[Event] | Ignor
     return events
 
 
-def _is_gift_card(line: _LineItem, store: StoreConfig) -> bool:
+def _is_gift_card(line: _LineItem | _RefundLine, store: StoreConfig) -> bool:
     if line.product_id is not None and line.product_id in store.gift_card_product_ids:
         return True
     return any(m.key.lstrip("_").startswith(_GIFT_CARD_META) for m in line.meta_data)
@@ -182,20 +205,42 @@ def map_order(payload: Mapping[str, Any], store: StoreConfig) -> Order:
     order: _Order = parse(_Order, payload)
     lines = []
     for line in order.line_items:
-        line_total = money(line.total + line.total_tax)
+        total = line_total(line.total + line.total_tax, ZERO)
         lines.append(OrderLine(
-            product_id=line.product_id or None, name=line.name, sku=line.sku or None, quantity=line.quantity,
-            unit_price=money(line_total / line.quantity) if line.quantity else line_total, total=line_total,
+            product_id=line.product_id or None, name=product_name(line.name), sku=line.sku or None,
+            quantity=line.quantity, unit_price=money(total / line.quantity) if line.quantity else total, total=total,
             gift_card=_is_gift_card(line, store),
         ))
     redeemed, redeemed_amount = _redeemed(order, store)
+    undone = f"the order is {order.status} (status in the payload)" if order.status in NEVER_PAID_STATUSES else None
     return Order(
         store=store.id, platform=PLATFORM, reference=reference(store, order.id, order.number),
         order_id=str(order.id), email=normalize_email(order.billing.email), currency=order.currency.upper(),
-        total=order.total, shipping=order.shipping_total, shipping_tax=order.shipping_tax, tax=order.total_tax,
-        discounts=order.discount_total + order.discount_tax, lines=lines,
-        points_redeemed=redeemed, points_discount=redeemed_amount,
+        total=order.total, taxes_included=False, shipping=order.shipping_total, shipping_tax=order.shipping_tax,
+        tax=order.total_tax, discounts=order.discount_total + order.discount_tax, lines=lines,
+        points_redeemed=redeemed, points_discount=redeemed_amount, undone=undone,
     )
+
+
+def _items(entry: _RefundHead, store: StoreConfig) -> RefundItems | None:
+    """What a refund gave back item by item, when it lists its lines (amounts there are negative)."""
+    if not entry.line_items and not entry.shipping_lines:
+        return None
+    goods = goods_tax = gift_cards = ZERO
+    lines: dict[str, int] = {}
+    for line in entry.line_items:
+        total, tax = abs(line.total), abs(line.total_tax)
+        if _is_gift_card(line, store):
+            gift_cards += total + tax
+        else:
+            goods, goods_tax = goods + total, goods_tax + tax
+        # A refund line names the order line it refunds in its meta; its own id is the refund line's.
+        refunded = next((m.value for m in line.meta_data if m.key == "_refunded_item_id"), None)
+        if refunded is not None:
+            lines[str(refunded)] = abs(line.quantity)
+    return RefundItems(goods=goods, goods_tax=goods_tax, gift_cards=gift_cards, tax_included=False, lines=lines,
+                       shipping=sum((abs(s.total) for s in entry.shipping_lines), ZERO),
+                       shipping_tax=sum((abs(s.total_tax) for s in entry.shipping_lines), ZERO))
 
 
 def map_refund(payload: Mapping[str, Any], refund_id: str, store: StoreConfig) -> Refund:
@@ -207,6 +252,7 @@ def map_refund(payload: Mapping[str, Any], refund_id: str, store: StoreConfig) -
                 store=store.id, platform=PLATFORM, order_id=str(order.id),
                 reference=reference(store, order.id, order.number), refund_id=refund_id,
                 amount=money(abs(entry.total)), currency=order.currency.upper(), reason=entry.reason or None,
+                items=_items(entry, store),
             )
     raise MappingError("refunds", f"no refund with id {refund_id} on order {order.id}")
 

@@ -1,0 +1,74 @@
+"""How many points a refund takes back: the share of the award that the money paid back had earned.
+
+The award was computed on the order's points base (what earned points: no gift cards, and no
+shipping or tax where the store's ``amount_basis`` leaves them out), while a refund is money paid
+back (tax, shipping and gift cards included). So a refund takes back
+
+    points × (the part of the refund that had earned points) / points base
+
+where that part is, when the refund says what it was for (its items), the items that had earned
+points, scaled to the money really paid back; and when it does not, the refund's share of what
+the order cost (``refund / order total``) of the points base. A refund in the customer's
+(presentment) currency is compared with what the order cost in that currency. Rounded down, capped
+at what remains; a refund that brings the money paid back to the whole order takes all that remains.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_FLOOR, Decimal
+
+from config.stores import StoreConfig
+from workers.job_errors import JobFailed
+from workers.ledger import Award, LedgerRecord
+from workers.orders import ZERO, Refund
+
+# Shares are exact quotients of cents; this only absorbs the last digit of their decimal expansion.
+WHOLE = Decimal("0.999999999")
+
+
+@dataclass(frozen=True)
+class TakeBack:
+    """What one refund takes back, and the share of the order it paid back."""
+
+    points: int
+    share: Decimal
+    currency: str
+
+
+def order_total_in(award: Award, currency: str | None, refund_id: str, reference: str) -> tuple[str, Decimal, Decimal]:
+    """(currency, what the order cost in it, the rate to the shop's currency) for a refund in
+    ``currency``; raises :class:`JobFailed` when the refund's currency is neither of the order's."""
+    shop, customer = award.currency, award.presentment_currency
+    if currency is None:
+        if customer in (None, shop):
+            return shop, award.order_total, Decimal(1)
+        raise JobFailed(f"refund {refund_id} of {reference} does not say its currency, and the order was paid "
+                        f"in {customer} (the shop's currency is {shop}): cannot tell how much it gave back")
+    if currency == shop:
+        return shop, award.order_total, Decimal(1)
+    if currency == customer and award.presentment_total:
+        return customer, award.presentment_total, award.order_total / award.presentment_total
+    paid = f"{shop}" + (f" (the customer paid in {customer})" if customer and customer != shop else "")
+    raise JobFailed(f"refund {refund_id} of {reference} is in {currency}, but the order was paid in {paid}")
+
+
+def take_back(record: LedgerRecord, refund: Refund, store: StoreConfig) -> TakeBack:
+    """The points ``refund`` takes back from the order's award (which must exist)."""
+    award = record.award
+    assert award is not None
+    remaining = max(record.points_remaining, 0)
+    currency, total, to_shop = order_total_in(award, refund.currency, refund.refund_id, record.reference)
+    share = refund.amount / total if total > 0 else Decimal(1 if refund.amount > 0 else 0)
+    if record.share_refunded + share >= WHOLE or award.base <= 0:
+        return TakeBack(remaining, share, currency)
+    items = refund.items
+    itemized = items.total(award.taxes_included) if items is not None else ZERO
+    if items is not None and itemized > 0:
+        # The money paid back, split as its items were; the earning part, in the shop's currency.
+        earning = refund.amount * items.earning(store, award.taxes_included) / itemized * to_shop
+        fraction = earning / award.base
+    else:
+        fraction = share
+    points = (Decimal(award.points) * fraction).to_integral_value(ROUND_FLOOR)
+    return TakeBack(max(min(int(points), remaining), 0), share, currency)
