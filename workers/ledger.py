@@ -97,7 +97,7 @@ class PendingRefund(BaseModel):
 
     refund: Refund
     kind: str
-    at: str
+    at: str  # to the microsecond: pending refunds are applied in the order they came
     job_id: str | None = None
 
 

@@ -125,10 +125,11 @@ def _still_landing(ctx: WorkerContext, mark: InFlight, what: str) -> None:
     if elapsed >= settle:
         return
     remaining = settle - elapsed
-    # One early look (a slow server lists it a few seconds late), then one when it cannot land any more.
-    delay = ctx.settings.wait_delay if elapsed < ctx.settings.wait_delay else remaining
+    # Look again after as long as it has been already: soon for a server that lists a few seconds
+    # late, seldom (a list call costs a rate-limit slot) for one that never lists it.
+    delay = min(remaining, max(ctx.settings.wait_delay, elapsed))
     raise Wait(f"{what} made at {mark.at} had no answer and is not listed at Loyalty.lt yet: looking again "
-               f"(it cannot land after {settle:g}s)", min(delay, remaining) + 0.05)
+               f"(it cannot land after {settle:g}s)", delay + 0.05)
 
 
 def _award_from(tx: Transaction, draft: Award, source: str) -> Award:

@@ -14,6 +14,7 @@ refund takes back depends on what was taken back before. Then:
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from config.log_format import log
@@ -67,7 +68,8 @@ def refund_order(ctx: WorkerContext, store: StoreConfig, refund: Refund, job_id:
                                        f"the order earned nothing ({record.skipped.reason})", "skipped")
             ctx.ledger.record_pending(store.id, reference, refund.refund_id,
                                       PendingRefund(refund=refund.model_copy(update={"reference": reference}),
-                                                    kind=kind_of(refund), at=utcnow(), job_id=job_id))
+                                                    kind=kind_of(refund), at=datetime.now(UTC).isoformat(),
+                                                    job_id=job_id))
             return Outcome(outcome="pending the award", reference=reference, points=0,
                            reason=f"the order has no award yet: the {kind_of(refund)} is kept in the ledger and "
                                   "applied when the award is recorded")
