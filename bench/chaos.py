@@ -1,7 +1,9 @@
 """The chaos run: thousands of webhooks — paid orders, partial refunds, cancellations, duplicates,
-out-of-order deliveries — against the sandbox answering 10% of calls with a 5xx (and losing some
-answers after committing), while workers are SIGKILLed at random. At the end the sandbox's balances
-and the ledger must equal the totals computed independently from the inputs.
+out-of-order deliveries, on a store that leaves tax and shipping out too — against the sandbox
+answering 10% of calls with a 5xx, losing some answers after committing, and committing some calls
+slowly (the answer times out, the list shows it seconds later), while workers are SIGKILLed at
+random. At the end the sandbox's balances and the ledger must equal the totals computed
+independently from the inputs.
 
     python -m bench.chaos --orders 2000
 
@@ -112,19 +114,22 @@ def check(cluster: Cluster, orders: list[PlannedOrder]) -> list[str]:
 def _sandbox_side(transactions: list[dict[str, Any]], order: PlannedOrder) -> str:
     """What the sandbox holds for an order: each transaction's id, type, points, refund id and time."""
     return json.dumps([{"id": t["id"], "type": t["type"], "points": t["points"], "created_at": t["created_at"],
-                        "refund_id": (t.get("metadata") or {}).get("refund_id")}
-                       for t in transactions if t["reference_number"] == order.reference])
+                        "refund_id": (t.get("metadata") or {}).get("refund_id"), "description": t["description"]}
+                       for t in transactions if t["reference_number"] == order.reference
+                       or f"of {order.reference}" in str(t["description"])])
 
 
 def run(orders: int = 2000, webs: int = 2, workers: int = 3, error_rate: float = 0.1,
-        lost_answer_rate: float = 0.02, kill_every: float = 3.0, seed: int = 7, senders: int = 12,
-        timeout: float = 900, workdir: Path | None = None) -> Report:
+        lost_answer_rate: float = 0.02, slow_commit_rate: float = 0.03, net_share: float = 0.3,
+        kill_every: float = 3.0, seed: int = 7, senders: int = 12, timeout: float = 900,
+        workdir: Path | None = None) -> Report:
     """Run the chaos scenario and return its report."""
     rng = random.Random(seed)
-    planned = plan(orders, rng)
+    planned = plan(orders, rng, net_share=net_share)
     sends = schedule(planned, rng)
     report = Report(orders=orders)
     sandbox = SandboxConfig(error_rate=error_rate, error_after_commit_rate=lost_answer_rate,
+                            slow_commit_rate=slow_commit_rate, slow_commit_seconds=2, timeout_seconds=3,
                             rate_limit_per_minute=0, seed=seed)
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp, \
@@ -153,7 +158,8 @@ def run(orders: int = 2000, webs: int = 2, workers: int = 3, error_rate: float =
         cluster.wait_drained(max(deadline - time.monotonic(), 60))
         report.seconds = time.monotonic() - started
         stats = cluster.sandbox.sandbox.state.request_counts()
-        report.sandbox_calls = stats.get("by_endpoint", stats)
+        report.sandbox_calls = {**stats.get("by_endpoint", stats),
+                                "faults": dict(cluster.sandbox.sandbox.faults.injected)}
         report.differences = check(cluster, planned)
     return report
 
@@ -164,12 +170,15 @@ def main() -> None:
     parser.add_argument("--webs", type=int, default=2)
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--error-rate", type=float, default=0.1)
+    parser.add_argument("--slow-commit-rate", type=float, default=0.03)
+    parser.add_argument("--net-share", type=float, default=0.3, help="share of orders on the net store")
     parser.add_argument("--kill-every", type=float, default=3.0, help="mean seconds between worker kills")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--timeout", type=float, default=1800)
     args = parser.parse_args()
     report = run(orders=args.orders, webs=args.webs, workers=args.workers, error_rate=args.error_rate,
-                 kill_every=args.kill_every, seed=args.seed, timeout=args.timeout)
+                 slow_commit_rate=args.slow_commit_rate, net_share=args.net_share, kill_every=args.kill_every,
+                 seed=args.seed, timeout=args.timeout)
     print(json.dumps(report.as_dict(), indent=2))
     raise SystemExit(1 if report.differences else 0)
 

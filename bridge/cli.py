@@ -322,8 +322,13 @@ def _print_story(story: Any) -> None:
         click.echo(f"  skipped   {ledger.skipped.reason} ({ledger.skipped.at})")
     if ledger.failed:
         click.echo(f"  FAILED    {ledger.failed.event}: {ledger.failed.reason} ({ledger.failed.at})")
+    for refund_id, pending in sorted(ledger.pending.items()):
+        money = " ".join(filter(None, [str(pending.refund.amount), pending.refund.currency]))
+        click.echo(f"  pending   {pending.kind} {refund_id}: {money} came before the award, which will apply it")
     for op, mark in ledger.inflight.items():
-        click.echo(f"  in flight {op} since {mark.at}")
+        about = mark.deduction.points if mark.deduction else None
+        click.echo(f"  in flight {op}{f' ({about} points)' if about is not None else ''} since {mark.at}: "
+                   "its answer was lost; the next look at Loyalty.lt's list decides")
     if story.jobs:
         click.echo("  jobs:")
         rows = [{"job": j.job_id, "status": j.status, "attempts": j.attempts,
@@ -334,6 +339,27 @@ def _print_story(story: Any) -> None:
             for arrival in job.arrivals:
                 click.echo(f"    {arrival['at']}  {job.event:<7} {arrival['outcome']:<9} "
                            f"{arrival['topic']} {arrival['delivery_id']}")
+
+
+@main.command()
+@click.argument("reference")
+@click.option("--store", required=True, help="The order's store.")
+@click.option("--refund", "refund_id", required=True, help="The refund id (or 'cancel' for the cancellation).")
+@click.option("--landed", type=int, help="It landed: Loyalty.lt's transaction id of the deduction.")
+@click.option("--not-landed", is_flag=True, help="It did not land: let its job deduct it.")
+@click.pass_obj
+def resolve(state: CliState, reference: str, store: str, refund_id: str, landed: int | None, not_landed: bool) -> None:
+    """Say whether a deduction whose answer was lost landed, after checking in Loyalty.lt (when the
+    bridge cannot tell, the job fails and says so)."""
+    from workers.ops import ResolveError, resolve_deduction
+
+    if (landed is None) == (not not_landed):
+        raise click.UsageError("give either --landed <transaction id> or --not-landed")
+    _pick_stores(state, store)
+    try:
+        click.echo(resolve_deduction(_context(state).ledger, store, reference, refund_id, landed))
+    except ResolveError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command()

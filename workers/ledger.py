@@ -230,6 +230,10 @@ class Ledger:
         to have landed (refused, never sent), or proven not to have (recovery). True if removed."""
         return bool(self._clear_own_mark(keys=[self.key(store, reference)], args=[INFLIGHT_PREFIX + op, token or ""]))
 
+    def forget_in_flight(self, store: str, reference: str, op: str) -> None:
+        """Drop a mark whatever its token: a person checked that its call did not land (`bridge resolve`)."""
+        self.connection.hdel(self.key(store, reference), INFLIGHT_PREFIX + op)
+
     def record_award(self, store: str, reference: str, award: Award) -> None:
         """The order got its points; clears the in-flight mark, any skip and any failure."""
         self._write(store, reference, {AWARD: award}, delete=(INFLIGHT_PREFIX + AWARD, SKIPPED, FAILED))

@@ -17,7 +17,7 @@ from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 
 from workers.event_queue import EventQueue
-from workers.ledger import Ledger, LedgerRecord
+from workers.ledger import REFUND_PREFIX, Ledger, LedgerRecord, utcnow
 from workers.retrying import RetryPolicy
 
 
@@ -135,7 +135,37 @@ def already_done(ledger: Ledger, job: Job) -> str | None:
     refund_id = meta.get("refund_id") or "cancel"
     if refund_id in record.refunds:
         return f"already applied ({record.refunds[refund_id].points} points)"
+    if refund_id in record.pending:
+        return "kept in the ledger until the order's award, which applies it"
     return None
+
+
+class ResolveError(Exception):
+    """What a person asked to resolve cannot be resolved as asked (one line, for the CLI)."""
+
+
+def resolve_deduction(ledger: Ledger, store: str, reference: str, refund_id: str, landed: int | None) -> str:
+    """A person's answer to "did this deduction land?", after looking in Loyalty.lt: record it with
+    the transaction ``landed``, or (None) take its mark back so the job calls again. Says what it did."""
+    record = ledger.get(store, reference)
+    op = REFUND_PREFIX + refund_id
+    mark = record.inflight.get(op)
+    if refund_id in record.refunds:
+        raise ResolveError(f"{reference}: refund {refund_id} is already recorded "
+                           f"({record.refunds[refund_id].points} points); nothing to resolve")
+    if mark is None:
+        raise ResolveError(f"{reference}: no call of refund {refund_id} is in flight; nothing to resolve")
+    if landed is None:
+        ledger.forget_in_flight(store, reference, op)
+        return (f"{reference}: refund {refund_id}'s call is taken as not landed; replay its job to deduct it "
+                f"(bridge replay {reference} --store {store} --event {'cancel' if refund_id == 'cancel' else 'refund'})")
+    if mark.deduction is None:
+        raise ResolveError(f"{reference}: the mark of refund {refund_id} does not say how many points it took; "
+                           "replay the job instead")
+    applied = mark.deduction.model_copy(update={"transaction_id": landed, "at": utcnow(),
+                                                "source": "resolved by a person"})
+    ledger.record_refund(store, reference, refund_id, applied)
+    return f"{reference}: refund {refund_id} recorded as landed ({applied.points} points, transaction {landed})"
 
 
 def fresh_start(events: EventQueue, job: Job, policy: RetryPolicy) -> None:

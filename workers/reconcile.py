@@ -2,7 +2,9 @@
 
 Three kinds of difference: awarded here but missing there, there but unknown here, and points that
 differ (awarded, or taken back). A reference is only declared missing after a direct look-up by
-``reference_number``, so day boundaries of the date filter do not produce false alarms.
+``reference_number``, so day boundaries of the date filter do not produce false alarms. Deductions
+are counted for their order however Loyalty.lt files them (:func:`workers.recovery.deduction_reference`),
+up to today, so a refund made after the period still counts for an award made in it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from config.stores import StoreConfig
 from workers.context import WorkerContext
 from workers.loyalty import Transaction, TransactionFilters
 from workers.ops import fetch_jobs, requeue
+from workers.recovery import deduction_reference, deductions_since, find_purchase
 
 Kind = Literal["missing there", "unknown here", "points differ"]
 
@@ -43,18 +46,24 @@ def reference_pattern(fmt: str) -> re.Pattern[str]:
 
 
 def belongs(tx: Transaction, store: StoreConfig, pattern: re.Pattern[str]) -> bool:
-    """Whether a transaction is this store's: by the bridge's metadata, else by its reference's shape."""
+    """Whether a transaction is this store's: by the bridge's metadata, else by its order reference's shape."""
     meta = tx.metadata or {}
     if meta.get("store"):
         return meta.get("store") == store.id
-    return bool(tx.reference_number and pattern.match(tx.reference_number))
+    return _reference(tx, pattern) is not None
 
 
-def _totals(transactions: Iterable[Transaction]) -> tuple[dict[str, int], dict[str, int]]:
+def _reference(tx: Transaction, pattern: re.Pattern[str]) -> str | None:
+    if tx.type == "refund":
+        return deduction_reference(tx, pattern)
+    return tx.reference_number if tx.reference_number and pattern.match(tx.reference_number) else None
+
+
+def _totals(transactions: Iterable[Transaction], pattern: re.Pattern[str]) -> tuple[dict[str, int], dict[str, int]]:
     awarded: dict[str, int] = defaultdict(int)
     taken: dict[str, int] = defaultdict(int)
     for tx in transactions:
-        ref = tx.reference_number or ""
+        ref = _reference(tx, pattern) or tx.reference_number or ""
         if tx.type == "purchase":
             awarded[ref] += tx.points or 0
         elif tx.type == "refund":
@@ -67,9 +76,10 @@ def reconcile(ctx: WorkerContext, store: StoreConfig, since: date, until: date |
     until = until or datetime.now(UTC).date()
     client = ctx.client(store)
     pattern = reference_pattern(store.reference_format)
-    listed = [tx for tx in client.iter_transactions(TransactionFilters(date_from=since, date_to=until))
+    tomorrow = datetime.now(UTC).date() + timedelta(days=1)
+    listed = [tx for tx in client.iter_transactions(TransactionFilters(date_from=since, date_to=tomorrow))
               if belongs(tx, store, pattern)]
-    awarded_there, taken_there = _totals(listed)
+    awarded_there, taken_there = _totals(listed, pattern)
 
     start = datetime.combine(since, time.min, UTC).timestamp()
     end = datetime.combine(until + timedelta(days=1), time.min, UTC).timestamp()
@@ -80,15 +90,17 @@ def reconcile(ctx: WorkerContext, store: StoreConfig, since: date, until: date |
         if record.award is None:
             continue
         if reference not in awarded_there:
-            # Maybe just outside the date filter: ask for the reference itself.
-            awarded_there_ref, taken_there_ref = _totals(client.find_transactions(reference_number=reference))
-            if reference not in awarded_there_ref:
+            # Maybe just outside the date filter: ask for the order's award and its card's deductions.
+            purchase = find_purchase(client, store, reference)
+            if purchase is None:
                 differences.append(Difference(kind="missing there", reference=reference,
                                               points_here=record.award.points,
                                               detail=f"transaction {record.award.transaction_id} not listed"))
                 continue
-            awarded_there[reference] = awarded_there_ref[reference]
-            taken_there[reference] = taken_there_ref.get(reference, 0)
+            awarded_there[reference] = purchase.points or 0
+            since_award = datetime.fromisoformat(record.award.at)
+            taken_there[reference] = sum(abs(tx.points or 0) for tx in deductions_since(client, record.award, since_award)
+                                         if deduction_reference(tx, pattern) == reference)
         if awarded_there[reference] != record.award.points:
             differences.append(Difference(kind="points differ", reference=reference, points_here=record.award.points,
                                           points_there=awarded_there[reference], detail="awarded"))

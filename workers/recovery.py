@@ -39,6 +39,7 @@ CANCEL = "cancel"
 CLOCK_SLACK = timedelta(minutes=2)
 # Descriptions the bridge writes: "Refund <id> of <reference>" and "Cancellation of <reference>".
 _BRIDGE_DESCRIPTION = re.compile(r"(?<![\w-])(?:Refund \S+|Cancellation) of \S")
+_MARKED_REFERENCE = re.compile(r"(?<![\w-])(?:Refund \S+|Cancellation) of (?P<reference>.+?)\s*$")
 
 
 def refund_op(refund_id: str) -> str:
@@ -65,6 +66,23 @@ def names_deduction(tx: Transaction, store: StoreConfig, reference: str, refund_
             return True
     marker = deduction_marker(reference, refund_id)
     return _contains(tx.description, marker) or _contains(tx.reference_number, marker)
+
+
+def deduction_reference(tx: Transaction, pattern: re.Pattern[str]) -> str | None:
+    """The order reference a listed deduction was made for, by whatever it carries (``pattern``
+    matches the store's references)."""
+    meta = tx.metadata or {}
+    if meta.get("reference"):
+        return str(meta["reference"])
+    if meta.get("refund_id") is not None and tx.reference_number:
+        return tx.reference_number
+    for text in (tx.description, tx.reference_number):
+        found = _MARKED_REFERENCE.search(text or "")
+        if found and pattern.match(found.group("reference")):
+            return found.group("reference")
+    if tx.reference_number and pattern.match(tx.reference_number):
+        return tx.reference_number
+    return None
 
 
 def bridge_made(tx: Transaction) -> bool:

@@ -15,8 +15,10 @@ at what remains; a refund that brings the money paid back to the whole order tak
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from decimal import ROUND_FLOOR, Decimal
+from decimal import Decimal
+from fractions import Fraction
 
 from config.stores import StoreConfig
 from workers.job_errors import JobFailed
@@ -36,19 +38,20 @@ class TakeBack:
     currency: str
 
 
-def order_total_in(award: Award, currency: str | None, refund_id: str, reference: str) -> tuple[str, Decimal, Decimal]:
+def order_total_in(award: Award, currency: str | None, refund_id: str,
+                   reference: str) -> tuple[str, Decimal, Fraction]:
     """(currency, what the order cost in it, the rate to the shop's currency) for a refund in
     ``currency``; raises :class:`JobFailed` when the refund's currency is neither of the order's."""
     shop, customer = award.currency, award.presentment_currency
     if currency is None:
         if customer in (None, shop):
-            return shop, award.order_total, Decimal(1)
+            return shop, award.order_total, Fraction(1)
         raise JobFailed(f"refund {refund_id} of {reference} does not say its currency, and the order was paid "
                         f"in {customer} (the shop's currency is {shop}): cannot tell how much it gave back")
     if currency == shop:
-        return shop, award.order_total, Decimal(1)
+        return shop, award.order_total, Fraction(1)
     if currency == customer and award.presentment_total:
-        return customer, award.presentment_total, award.order_total / award.presentment_total
+        return customer, award.presentment_total, Fraction(award.order_total) / Fraction(award.presentment_total)
     paid = f"{shop}" + (f" (the customer paid in {customer})" if customer and customer != shop else "")
     raise JobFailed(f"refund {refund_id} of {reference} is in {currency}, but the order was paid in {paid}")
 
@@ -62,13 +65,14 @@ def take_back(record: LedgerRecord, refund: Refund, store: StoreConfig) -> TakeB
     share = refund.amount / total if total > 0 else Decimal(1 if refund.amount > 0 else 0)
     if record.share_refunded + share >= WHOLE or award.base <= 0:
         return TakeBack(remaining, share, currency)
+    # Exact fractions: a refund of exactly half must take exactly half, not 49.999… rounded down.
     items = refund.items
-    itemized = items.total(award.taxes_included) if items is not None else ZERO
+    itemized = Fraction(items.total(award.taxes_included)) if items is not None else Fraction(0)
     if items is not None and itemized > 0:
         # The money paid back, split as its items were; the earning part, in the shop's currency.
-        earning = refund.amount * items.earning(store, award.taxes_included) / itemized * to_shop
-        fraction = earning / award.base
+        earning = Fraction(refund.amount) * Fraction(items.earning(store, award.taxes_included)) / itemized
+        fraction = earning * to_shop / Fraction(award.base)
     else:
-        fraction = share
-    points = (Decimal(award.points) * fraction).to_integral_value(ROUND_FLOOR)
-    return TakeBack(max(min(int(points), remaining), 0), share, currency)
+        fraction = Fraction(refund.amount) / Fraction(total) if total > 0 else Fraction(1)
+    points = math.floor(award.points * fraction)
+    return TakeBack(max(min(points, remaining), 0), share, currency)

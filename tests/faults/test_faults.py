@@ -83,12 +83,16 @@ def wait_for_inflight(cluster: Cluster, store: str, reference: str, op: str) -> 
     wait_until(lambda: op in ledger(cluster).get(store, reference).inflight, 30, f"{op} of {reference} in flight")
 
 
-def test_sigkill_a_worker_mid_create_and_mid_deduct(workdir: Path) -> None:
+@pytest.mark.parametrize("listing", ["bridge", "docs"])
+def test_sigkill_a_worker_mid_create_and_mid_deduct(workdir: Path, listing: str) -> None:
     """The call is on the wire when the worker dies; a new worker finishes the job, asking Loyalty.lt
-    whether the call landed (it did) instead of calling again."""
+    whether the call landed (it did) instead of calling again: whether Loyalty.lt lists the deduction
+    under the order with the bridge's metadata, or as the docs' example shows one (its own reference,
+    its own metadata, the description kept)."""
     order = order_of("woocommerce", 810001, total="20.00", refund="5.00")
     paid, refund = deliveries(order)
-    with Cluster(workdir, webs=1, workers=1, sandbox=SandboxConfig(latency_ms=1500, rate_limit_per_minute=0)) as c:
+    sandbox = SandboxConfig(latency_ms=1500, rate_limit_per_minute=0, deduction_listing=listing)
+    with Cluster(workdir, webs=1, workers=1, sandbox=sandbox) as c:
         post_until_accepted(c.urls[0], paid)
         wait_for_inflight(c, order.store, order.reference, "award")
         time.sleep(0.4)                                  # the create call is sleeping in the sandbox
@@ -104,7 +108,8 @@ def test_sigkill_a_worker_mid_create_and_mid_deduct(workdir: Path) -> None:
         c.kill_worker(c.workers[0])
         c.start_worker()
         c.wait_drained(90)
-        kinds = Counter(t["type"] for t in c.transactions() if t["reference_number"] == order.reference)
+        kinds = Counter(t["type"] for t in c.transactions() if t["reference_number"] == order.reference
+                        or f"of {order.reference}" in str(t["description"]))
         assert kinds == {"purchase": 1, "refund": 1}
         assert c.balances() == {order.email: order.remaining}
         applied = ledger(c).get(order.store, order.reference).refunds[str(order.refunds[0][0])]
@@ -143,6 +148,21 @@ def test_5xx_timeouts_and_429_storms_still_award_exactly_once(workdir: Path) -> 
         assert check(c, orders) == []
         stats = c.sandbox.sandbox.state.request_counts()["by_status"]
         assert stats.get("429", 0) > 0 and stats.get("500", 0) > 0
+
+
+def test_slow_commits_are_found_late_never_made_twice(workdir: Path) -> None:
+    """A third of the calls commit but answer only after the client gave up, and show in the list
+    seconds later: each award and each deduction is found, none is made twice; on a store that
+    leaves tax and shipping out too."""
+    orders = plan(30, random.Random(31), net_share=0.4)
+    slow = SandboxConfig(slow_commit_rate=0.33, slow_commit_seconds=2, timeout_seconds=3, rate_limit_per_minute=0,
+                         seed=4)
+    with Cluster(workdir, webs=1, workers=3, sandbox=slow) as c:
+        send_all(c, schedule(orders, random.Random(32)))
+        c.wait_drained(240)
+        assert check(c, orders) == []
+        assert c.sandbox.sandbox.faults.injected["slow_commit"] > 0
+        assert any(o.net and o.refunds for o in orders)
 
 
 def test_fifty_concurrent_identical_deliveries_make_one_award(workdir: Path) -> None:

@@ -252,3 +252,40 @@ def test_reconcile_finds_and_fixes_differences(env: dict[str, str], ctx: WorkerC
     notes = {d["reference"]: d["fixed"] for d in json.loads(fixed.output)}
     assert notes["WC-7777"].startswith("cannot fix")          # no kept payload: not from this bridge
     assert notes["WC-4211"].startswith("cannot fix")
+
+
+def test_reconcile_counts_deductions_filed_under_their_own_reference(env: dict[str, str], ctx: WorkerContext,
+                                                                     sandbox: SandboxServer) -> None:
+    """Listed as the docs' example shows a refund (REFUND-…, metadata of its own): still this order's."""
+    sandbox.sandbox.configure(sandbox.sandbox.config.model_copy(update={"deduction_listing": "docs"}))
+    deliver(ctx)
+    deliver(ctx, "partial_refund", "order.updated")
+    run_jobs(ctx)
+    assert ctx.ledger.get("coffee-woo", "WC-4210").points_taken_back == 48
+    listed = requests.get(sandbox.url + "/_sandbox/state", timeout=5).json()["data"]["transactions"]
+    assert [t["reference_number"][:7] for t in listed if t["type"] == "refund"] == ["REFUND-"]
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    result = cli(env, "reconcile", "--store", "coffee-woo", "--since", today)
+    assert result.exit_code == 0, result.output
+
+
+def test_resolve_records_or_releases_a_deduction_a_person_checked(env: dict[str, str], ctx: WorkerContext) -> None:
+    from decimal import Decimal
+
+    from workers.ledger import AppliedRefund, Award
+
+    ctx.ledger.record_award("coffee-woo", "WC-4210", Award(
+        transaction_id=1, points=278, base=Decimal("27.83"), order_total=Decimal("27.83"), currency="EUR",
+        order_id="4210", at="2026-11-27T10:00:00+00:00", loyalty_card_id=501))
+    draft = AppliedRefund(points=48, amount=Decimal("4.84"), at="2026-11-27T10:05:00+00:00", kind="refund")
+    for refund_id in ("4301", "4302"):
+        ctx.ledger.mark_in_flight("coffee-woo", "WC-4210", f"refund:{refund_id}", "job", deduction=draft)
+    assert cli(env, "resolve", "WC-4210", "--store", "coffee-woo", "--refund", "4301").exit_code == 2  # which?
+    landed = cli(env, "resolve", "WC-4210", "--store", "coffee-woo", "--refund", "4301", "--landed", "777")
+    assert landed.exit_code == 0 and "recorded as landed (48 points, transaction 777)" in landed.output
+    released = cli(env, "resolve", "WC-4210", "--store", "coffee-woo", "--refund", "4302", "--not-landed")
+    assert released.exit_code == 0 and "bridge replay WC-4210 --store coffee-woo --event refund" in released.output
+    record = ctx.ledger.get("coffee-woo", "WC-4210")
+    assert record.refunds["4301"].transaction_id == 777 and record.inflight == {}
+    again = cli(env, "resolve", "WC-4210", "--store", "coffee-woo", "--refund", "4302", "--not-landed")
+    assert again.exit_code == 1 and "no call of refund 4302 is in flight" in again.output
