@@ -138,8 +138,7 @@ def test_a_worker_waits_for_redis_at_start_and_under_it(workdir: Path, worker_ar
     again on the same port: the worker stays up, the interrupted job finishes exactly once (RQ retries
     it when its heartbeat runs out; the retry finds the award landed), and the next job is taken too."""
     first, second, third = (order_of("woocommerce", 850000 + i) for i in range(3))
-    env = {"BRIDGE_REDIS_WAIT_BASE_DELAY": "0.2", "BRIDGE_REDIS_WAIT_MAX_DELAY": "1", "BRIDGE_JOB_TIMEOUT": "5",
-           "BRIDGE_WORKER_HEARTBEAT_GRACE": "1", "BRIDGE_WORKER_MAINTENANCE_INTERVAL": "1"}
+    env = {"BRIDGE_JOB_TIMEOUT": "5", "BRIDGE_WORKER_HEARTBEAT_GRACE": "1", "BRIDGE_WORKER_MAINTENANCE_INTERVAL": "1"}
     slow = SandboxConfig(latency_ms=1500, rate_limit_per_minute=0)
     with Cluster(workdir, webs=1, workers=0, sandbox=slow, env=env, log=True) as c:
         c.redis.stop()
