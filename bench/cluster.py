@@ -67,6 +67,7 @@ FAST = {
     "BRIDGE_API_READ_TIMEOUT": "2", "BRIDGE_API_CONNECT_TIMEOUT": "1", "BRIDGE_LOG_LEVEL": "WARNING",
     # An unanswered call may land up to 6 s later (the sandbox's slow commits show after 2 s).
     "BRIDGE_UNKNOWN_CALL_SETTLE": "6",
+    "BRIDGE_REDIS_WAIT_BASE_DELAY": "0.2", "BRIDGE_REDIS_WAIT_MAX_DELAY": "1",
 }
 
 

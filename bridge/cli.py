@@ -15,7 +15,7 @@ from redis import Redis
 from config.log_format import setup_logging
 from config.settings import Settings
 from config.stores import ConfigError, Stores, load_stores
-from workers.connection import connect
+from workers.connection import UNAVAILABLE, InvalidRedisUrl, connect, unavailable_message
 
 if TYPE_CHECKING:
     from bridge.devenv import DevSession
@@ -59,7 +59,28 @@ class CliState:
         return connect(self.settings.redis_url)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class RedisUnavailable(click.ClickException):
+    """Redis cannot be used (down, unknown host, refused credentials, a malformed URL): exit code 2."""
+
+    exit_code = 2
+
+
+class BridgeGroup(click.Group):
+    """The ``bridge`` group. Every command reaches Redis through :attr:`CliState.connection`; when Redis
+    cannot be used, whichever command it is ends here with one line naming the masked URL and the error."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except InvalidRedisUrl as exc:
+            raise RedisUnavailable(str(exc)) from None
+        except UNAVAILABLE as exc:
+            state = ctx.find_object(CliState)
+            url = state.settings.redis_url if state is not None else None
+            raise RedisUnavailable(unavailable_message(url, exc)) from None
+
+
+@click.group(cls=BridgeGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--stores", "stores_file", type=click.Path(path_type=Path), default=None,
               help="Stores file (default: $BRIDGE_STORES_FILE or config/stores.toml).")
 @click.pass_context

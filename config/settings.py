@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     # hands it to another worker once its heartbeat is older than the job timeout plus this grace.
     worker_heartbeat_grace: int = Field(default=60, ge=1)
     worker_maintenance_interval: int = Field(default=60, ge=1)
+    # A worker whose Redis is away (at start or under it) waits and tries again: exponential backoff
+    # with jitter from the base delay, capped; it never exits for it.
+    redis_wait_base_delay: float = Field(default=1.0, gt=0.0)
+    redis_wait_max_delay: float = Field(default=30.0, gt=0.0)
     # The ledger remembers each order's awards and refunds this long (it is the idempotency memory).
     ledger_retention: int = Field(default=400 * DAY, ge=DAY)
 

@@ -3,6 +3,8 @@
 Jobs run in the worker process (``SimpleWorker``) by default: they are short HTTP calls with
 timeouts, and keeping the process keeps the HTTPS connections to Loyalty.lt alive between jobs.
 ``fork=True`` gives each job its own process (RQ's classic ``Worker``) for stricter isolation.
+A worker never exits because Redis is away: it waits for it, at start and under a running loop
+(:mod:`workers.redis_outages`).
 """
 
 from __future__ import annotations
@@ -14,9 +16,12 @@ from rq import Queue, SimpleWorker, Worker
 from rq.job import Job
 from rq.worker_pool import WorkerPool
 
+from config.log_format import log
 from workers import context
+from workers.connection import UNAVAILABLE, describe, wait_for_redis
 from workers.context import WorkerContext
 from workers.metrics import serve_metrics
+from workers.redis_outages import RidesOutRedisOutages
 
 logger = logging.getLogger("workers.worker")
 
@@ -41,7 +46,7 @@ class _Tuned:
         ctx.events.sweep(older_than=max(30.0, 2.0 * self.maintenance_every))
 
 
-class BridgeWorker(_Tuned, SimpleWorker):
+class BridgeWorker(RidesOutRedisOutages, _Tuned, SimpleWorker):
     """RQ's in-process worker. Nothing refreshes a job's heartbeat while it runs in-process, so the
     heartbeat covers the whole job timeout, plus the grace after which a dead worker's job is retried."""
 
@@ -49,7 +54,7 @@ class BridgeWorker(_Tuned, SimpleWorker):
         return int(max((job.timeout or self.job_monitoring_interval) - working_time, 1)) + self.heartbeat_grace
 
 
-class BridgeForkingWorker(_Tuned, Worker):
+class BridgeForkingWorker(RidesOutRedisOutages, _Tuned, Worker):
     """RQ's forking worker (its parent refreshes the heartbeat while the job runs), with the same grace."""
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
@@ -63,6 +68,7 @@ def run_worker(ctx: WorkerContext, *, burst: bool = False, processes: int = 1, f
 
     The scheduler runs alongside, since retries and waits are scheduled for later. With
     ``metrics_port``, the jobs' and Loyalty.lt calls' metrics are served there for Prometheus.
+    While Redis is away, at start or later, the worker waits for it (one log line per attempt).
     """
     context.install(ctx)
     if metrics_port:
@@ -70,13 +76,26 @@ def run_worker(ctx: WorkerContext, *, burst: bool = False, processes: int = 1, f
     base = BridgeForkingWorker if fork else BridgeWorker
     # A subclass carrying this process's settings (RQ's pool builds workers from a class).
     options: dict[str, Any] = {"heartbeat_grace": ctx.settings.worker_heartbeat_grace,
-                               "maintenance_every": ctx.settings.worker_maintenance_interval}
+                               "maintenance_every": ctx.settings.worker_maintenance_interval,
+                               "redis_url": ctx.settings.redis_url,
+                               "redis_wait_base_delay": ctx.settings.redis_wait_base_delay,
+                               "redis_wait_max_delay": ctx.settings.redis_wait_max_delay}
     worker_class = type(base.__name__, (base,), options)
     queue = Queue(ctx.settings.queue_name, connection=ctx.connection)
-    if processes > 1:
-        pool = WorkerPool([queue], connection=ctx.connection, num_workers=processes,
-                          worker_class=worker_class)
-        pool.start(burst=burst, logging_level=logging_level)
-        return True
-    worker = worker_class([queue], connection=ctx.connection)
-    return worker.work(burst=burst, with_scheduler=True, logging_level=logging_level)
+    error: BaseException | None = None
+    while True:
+        wait_for_redis(ctx.connection, ctx.settings.redis_url, error=error, backoff=worker_class.redis_backoff())
+        if processes > 1:
+            pool = WorkerPool([queue], connection=ctx.connection, num_workers=processes,
+                              worker_class=worker_class)
+            pool.start(burst=burst, logging_level=logging_level)
+            return True
+        worker = worker_class([queue], connection=ctx.connection)
+        try:
+            return worker.work(burst=burst, with_scheduler=True, logging_level=logging_level)
+        except UNAVAILABLE as exc:
+            # Redis went away while RQ registered the worker or started its scheduler, before its
+            # loop: start afresh once Redis is back (the half-registered worker expires by itself).
+            log(logger, "Redis went away while the worker started", logging.WARNING, error=describe(exc))
+            worker.teardown()
+            error = exc

@@ -131,11 +131,46 @@ def test_redis_restart_during_a_stream_loses_no_acknowledged_webhook(workdir: Pa
         c.restart_redis(down_for=2.0)
         sender.join(120)
         assert answers[503] > 0, "the intake should answer 503 while Redis is down"
-        for process in [p for p in c.workers if p.poll() is not None]:   # a supervisor restarts workers
-            c.workers.remove(process)
-            c.start_worker()
         c.wait_drained(120)
+        assert all(p.poll() is None for p in c.workers), "workers wait for Redis; nobody had to restart them"
         assert check(c, orders) == []
+
+
+@pytest.mark.parametrize("worker_args", [[], ["--fork"]], ids=["in-process", "forking"])
+def test_a_worker_waits_for_redis_at_start_and_under_it(workdir: Path, worker_args: list[str]) -> None:
+    """`bridge worker` started before Redis waits for it, one log line per attempt, and takes work when
+    it comes. Redis stopped under the running worker while a create call is on the wire, and started
+    again on the same port: the worker stays up, the interrupted job finishes exactly once (RQ retries
+    it when its heartbeat runs out; the retry finds the award landed), and the next job is taken too."""
+    first, second, third = (order_of("woocommerce", 850000 + i) for i in range(3))
+    env = {"BRIDGE_JOB_TIMEOUT": "5", "BRIDGE_WORKER_HEARTBEAT_GRACE": "1", "BRIDGE_WORKER_MAINTENANCE_INTERVAL": "1"}
+    slow = SandboxConfig(latency_ms=1500, rate_limit_per_minute=0)
+    with Cluster(workdir, webs=1, workers=0, sandbox=slow, env=env, log=True) as c:
+        c.redis.stop()
+        worker = c.start_worker(*worker_args)
+        worker_log = workdir / "workers.log"
+        wait_until(lambda: worker_log.read_text().count("is unavailable") >= 2, 20, "the worker's waiting lines")
+        c.redis.start()
+        post_until_accepted(c.urls[0], deliveries(first)[0])
+        c.wait_drained(30)
+
+        post_until_accepted(c.urls[0], deliveries(second)[0])
+        wait_for_inflight(c, second.store, second.reference, "award")
+        time.sleep(0.4)                                  # the create call is sleeping in the sandbox
+        c.restart_redis(down_for=2.0)                    # still down when the call returns
+        post_until_accepted(c.urls[0], deliveries(third)[0])
+        c.wait_drained(60)
+
+        assert worker.poll() is None, "the worker must wait for Redis, not exit"
+        assert check(c, [first, second, third]) == []
+        purchases = Counter(t["reference_number"] for t in c.transactions() if t["type"] == "purchase")
+        assert purchases == {first.reference: 1, second.reference: 1, third.reference: 1}
+        award = ledger(c).get(second.store, second.reference).award
+        assert award is not None and award.source == "recovered"
+    lines = worker_log.read_text().splitlines()
+    waiting = [line for line in lines if "is unavailable" in line]
+    assert all(c.redis.url in line for line in waiting)
+    assert not [line for line in lines if "quitting" in line]
 
 
 def test_5xx_timeouts_and_429_storms_still_award_exactly_once(workdir: Path) -> None:
