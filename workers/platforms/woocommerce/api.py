@@ -191,7 +191,7 @@ class WooCommerceApi:
         via = " (keys as query parameters: the server strips the Authorization header)" if self.query_string_auth \
             else ""
         return ShopInfo(platform=PLATFORM, name=urlsplit(self.url).netloc,
-                        detail=f"WooCommerce REST API v3, {total if total is not None else '?'} orders{via}")
+                        detail=f"WooCommerce REST API v3, orders: {total if total is not None else '?'}{via}")
 
     def orders(self, since: datetime, until: datetime) -> Iterator[OrdersPage]:
         """Orders modified in [since, until], oldest first, 100 a page, each as an ``order.updated`` payload."""
