@@ -199,7 +199,8 @@ def order_node(order: dict[str, Any], lines_first: int = LINES_PAGE) -> dict[str
     lines = order.get("line_items") or []
     node: dict[str, Any] = {
         "id": gid("Order", order.get("id")), "legacyResourceId": str(order.get("id")), "name": order.get("name"),
-        "number": order.get("order_number"), "email": order.get("email"),
+        # GraphQL has one contact address where REST has email and contact_email.
+        "number": order.get("order_number"), "email": order.get("email") or order.get("contact_email"),
         "createdAt": gql_time(order.get("created_at")), "updatedAt": gql_time(order.get("updated_at")),
         "processedAt": gql_time(order.get("processed_at")), "closedAt": gql_time(order.get("closed_at")),
         "cancelledAt": gql_time(order.get("cancelled_at")), "cancelReason": upper(order.get("cancel_reason")),

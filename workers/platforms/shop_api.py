@@ -8,7 +8,7 @@ adapter, the queue and the ledger), and list, create and update webhook subscrip
 Errors are sorted by what the caller does next, like :mod:`workers.loyalty.errors`:
 
 - :class:`ShopRetryLater` — the shop is busy or answered something unreadable (429, 5xx, cost
-  bucket empty, a page of garbage): this run stops, the next one tries again;
+  bucket empty; :class:`ShopGarbled` for a page of garbage): this run stops, the next one tries again;
 - :class:`ShopUnreachable` — no answer at all (DNS, refused connection, timeout, TLS); also retried;
 - :class:`ShopRefused` — the shop said no in a way retrying cannot fix (401, 403, a missing scope,
   a URL that is not a WooCommerce or Shopify API): a person must fix the stores file or the keys.
@@ -54,6 +54,12 @@ class ShopRetryLater(ShopApiError):
     def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
         self.retry_after = retry_after
         super().__init__(message, **kwargs)
+
+
+class ShopGarbled(ShopRetryLater):
+    """An answer nobody can read (not JSON, not the expected shape): this run stops, the next reads again."""
+
+    kind = "garbled"
 
 
 class ShopUnreachable(ShopRetryLater):

@@ -27,6 +27,7 @@ from workers.platforms.shop_api import (
     Delivery,
     OrdersPage,
     ShopApiError,
+    ShopGarbled,
     ShopInfo,
     ShopOrder,
     ShopRefused,
@@ -106,8 +107,11 @@ class ShopifyApi:
     def _graphql(self, operation: str, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         """The ``data`` of one query or mutation; raises a ShopApiError when there is none to use."""
         where = {"method": "POST", "path": self.path}
+        waited = False
         for attempt in range(THROTTLE_RETRIES + 1):
-            self._wait_for_bucket(operation)
+            if not waited:  # after waiting out a throttle, the bucket has refilled already
+                self._wait_for_bucket(operation)
+            waited = False
             try:
                 response = self.session.post(self.endpoint, json={"query": query, "variables": variables or {}},
                                              headers=self._headers, timeout=self.timeout, allow_redirects=False)
@@ -119,6 +123,7 @@ class ShopifyApi:
                 wait = 1.0 if wait is None else wait
                 if wait <= self.max_wait and attempt < THROTTLE_RETRIES:
                     self.sleep(wait)
+                    waited = True
                     continue
                 raise ShopRetryLater("too many requests", status=429, retry_after=wait, **where)
             if not 200 <= status < 300:
@@ -127,16 +132,17 @@ class ShopifyApi:
                 body = response.json()
             except ValueError:
                 kind = response.headers.get("Content-Type", "no content type").split(";")[0]
-                raise ShopRetryLater(f"{operation}: the answer is not JSON ({kind}, {len(response.content)} bytes)",
+                raise ShopGarbled(f"{operation}: the answer is not JSON ({kind}, {len(response.content)} bytes)",
                                      status=status, **where) from None
             if not isinstance(body, dict):
-                raise ShopRetryLater(f"{operation}: the answer is not a GraphQL response", status=status, **where)
+                raise ShopGarbled(f"{operation}: the answer is not a GraphQL response", status=status, **where)
             _, wait = self._note_cost(operation, body.get("extensions"))
             errors = [e for e in body.get("errors") or [] if isinstance(e, dict)]
             codes = {str((e.get("extensions") or {}).get("code", "")) for e in errors}
             if "THROTTLED" in codes:
                 if wait <= self.max_wait and attempt < THROTTLE_RETRIES:
                     self.sleep(max(wait, 0.1))
+                    waited = True
                     continue
                 raise ShopRetryLater("throttled (the query cost bucket is empty)", status=status, retry_after=wait,
                                      **where)
@@ -150,7 +156,7 @@ class ShopifyApi:
                 raise ShopRefused(f"{operation} refused ({messages}); check BRIDGE_SHOPIFY_API_VERSION "
                                   f"({self.version})", status=status, **where)
             if not isinstance(data, dict):
-                raise ShopRetryLater(f"{operation}: the answer has no data", status=status, **where)
+                raise ShopGarbled(f"{operation}: the answer has no data", status=status, **where)
             return data
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -182,9 +188,7 @@ class ShopifyApi:
         """The shop's name and the app's scopes, in one query; a missing ``read_orders`` is refused."""
         try:
             data = self._graphql("BridgeCheck", gql.CHECK_QUERY)
-        except ShopRetryLater as exc:
-            if isinstance(exc, ShopUnreachable) or exc.status in (429, None) or (exc.status or 0) >= 500:
-                raise
+        except ShopGarbled as exc:
             raise ShopRefused(f"not a Shopify Admin API ({exc.message})", status=exc.status, method=exc.method,
                               path=exc.path) from None
         shop = data.get("shop") if isinstance(data.get("shop"), dict) else {}
@@ -211,7 +215,7 @@ class ShopifyApi:
                 total = count if isinstance(count, int) else None
             connection = data.get("orders")
             if not isinstance(connection, dict) or not isinstance(connection.get("nodes"), list):
-                raise ShopRetryLater(f"orders page {page}: unexpected shape", method="POST", path=self.path)
+                raise ShopGarbled(f"orders page {page}: unexpected shape", method="POST", path=self.path)
             orders = [self._order(node) for node in connection["nodes"] if isinstance(node, dict)]
             yield OrdersPage(orders=orders, total=total)
             info = connection.get("pageInfo") or {}
@@ -235,7 +239,7 @@ class ShopifyApi:
             data = self._graphql("BridgeOrderLines", gql.ORDER_LINES_QUERY, {"id": node.get("id"), "after": after})
             connection = (data.get("order") or {}).get("lineItems")
             if not isinstance(connection, dict):
-                raise ShopRetryLater("order line items: unexpected shape", method="POST", path=self.path)
+                raise ShopGarbled("order line items: unexpected shape", method="POST", path=self.path)
             more += gql.nodes(connection)
             info = connection.get("pageInfo") or {}
             after = info.get("endCursor") if info.get("hasNextPage") else None
@@ -249,7 +253,7 @@ class ShopifyApi:
             data = self._graphql("BridgeWebhooks", gql.SUBSCRIPTIONS_QUERY, {"after": after})
             connection = data.get("webhookSubscriptions")
             if not isinstance(connection, dict):
-                raise ShopRetryLater("webhook subscriptions: unexpected shape", method="POST", path=self.path)
+                raise ShopGarbled("webhook subscriptions: unexpected shape", method="POST", path=self.path)
             found += [self._subscription(n) for n in gql.nodes(connection)]
             info = connection.get("pageInfo") or {}
             if not info.get("hasNextPage") or not info.get("endCursor"):
@@ -268,7 +272,7 @@ class ShopifyApi:
 
     def _mutation_result(self, result: Any, what: str) -> Subscription:
         if not isinstance(result, dict):
-            raise ShopRetryLater(f"{what}: unexpected answer", method="POST", path=self.path)
+            raise ShopGarbled(f"{what}: unexpected answer", method="POST", path=self.path)
         errors = [e for e in result.get("userErrors") or [] if isinstance(e, dict)]
         if errors:
             raise ShopRefused(f"{what}: " + "; ".join(str(e.get("message")) for e in errors), method="POST",
@@ -278,7 +282,7 @@ class ShopifyApi:
     @staticmethod
     def _subscription(node: Any) -> Subscription:
         if not isinstance(node, dict) or not node.get("id"):
-            raise ShopRetryLater("a webhook subscription in the answer has no id")
+            raise ShopGarbled("a webhook subscription in the answer has no id")
         endpoint = node.get("endpoint") or {}
         return Subscription(id=str(node["id"]), topic=str(node.get("topic", "")),
                             url=str(endpoint.get("callbackUrl", "")), status="active")

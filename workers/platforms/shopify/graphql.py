@@ -261,6 +261,7 @@ def refund(node: dict[str, Any], order_id: int | None) -> dict[str, Any]:
     adjustments += [_adjustment(order_id, refund_id, s, "shipping_refund", "Shipping refund",
                                 _negated(s.get("subtotalAmountSet")), _negated(s.get("taxAmountSet")))
                     for s in nodes(node.get("refundShippingLines"))]
+    adjustments.sort(key=lambda a: a["id"] or 0)
     return {"id": refund_id, "admin_graphql_api_id": node.get("id"), "order_id": order_id,
             "created_at": rest_time(node.get("createdAt")), "note": node.get("note"),
             "transactions": transactions, "refund_line_items": line_items, "order_adjustments": adjustments,
@@ -308,7 +309,7 @@ def order(node: dict[str, Any]) -> dict[str, Any]:
         "order_number": order_number,
         # REST's `number` counts from 1 where order_number counts from 1001.
         "number": order_number - 1000 if isinstance(order_number, int) and order_number > 1000 else order_number,
-        "email": node.get("email"), "contact_email": node.get("email"),
+        "email": node.get("email"),
         "created_at": rest_time(node.get("createdAt")), "updated_at": rest_time(node.get("updatedAt")),
         "processed_at": rest_time(node.get("processedAt")), "closed_at": rest_time(node.get("closedAt")),
         "cancelled_at": rest_time(node.get("cancelledAt")), "cancel_reason": lower(node.get("cancelReason")),

@@ -28,6 +28,7 @@ from workers.platforms.shop_api import (
     Delivery,
     OrdersPage,
     ShopApiError,
+    ShopGarbled,
     ShopInfo,
     ShopOrder,
     ShopRefused,
@@ -163,7 +164,7 @@ class WooCommerceApi:
         try:
             return response.json()
         except ValueError:
-            raise ShopRetryLater(f"{what}: the answer is not JSON ({kind}, {len(response.content)} bytes)",
+            raise ShopGarbled(f"{what}: the answer is not JSON ({kind}, {len(response.content)} bytes)",
                                  status=response.status_code, method=response.request.method or "",
                                  path=urlsplit(response.request.url or "").path) from None
 
@@ -181,7 +182,7 @@ class WooCommerceApi:
         response = self._request("GET", "orders", {"per_page": 1})
         try:
             body = self._json(response, "orders")
-        except ShopRetryLater as exc:
+        except ShopGarbled as exc:
             raise ShopRefused(f"not a WooCommerce site ({exc.message})", status=exc.status, method=exc.method,
                               path=exc.path) from None
         if not isinstance(body, list):
@@ -206,7 +207,7 @@ class WooCommerceApi:
                 response = self._request("GET", "orders", {**params, "page": page})
                 body = self._json(response, f"orders page {page}")
                 if not isinstance(body, list) or not all(isinstance(o, dict) for o in body):
-                    raise ShopRetryLater(f"orders page {page} is not a list of orders", status=response.status_code,
+                    raise ShopGarbled(f"orders page {page} is not a list of orders", status=response.status_code,
                                          method="GET", path=urlsplit(response.url).path)
                 total = self._int_header(response, "X-WP-Total")
                 first_total = total if page == 1 else first_total
@@ -230,7 +231,7 @@ class WooCommerceApi:
             response = self._request("GET", "webhooks", {"per_page": PER_PAGE, "page": page})
             body = self._json(response, "webhooks")
             if not isinstance(body, list):
-                raise ShopRetryLater("webhooks: the answer is not a list", status=response.status_code,
+                raise ShopGarbled("webhooks: the answer is not a list", status=response.status_code,
                                      method="GET", path=urlsplit(response.url).path)
             found += [self._subscription(w) for w in body if isinstance(w, dict)]
             pages = self._int_header(response, "X-WP-TotalPages")
@@ -253,7 +254,7 @@ class WooCommerceApi:
     @staticmethod
     def _subscription(raw: Any) -> Subscription:
         if not isinstance(raw, dict) or "id" not in raw:
-            raise ShopRetryLater("a webhook in the answer has no id")
+            raise ShopGarbled("a webhook in the answer has no id")
         status = raw.get("status")
         return Subscription(id=str(raw["id"]), topic=str(raw.get("topic", "")), url=str(raw.get("delivery_url", "")),
                             status=status if status in ("active", "paused", "disabled") else "disabled",
