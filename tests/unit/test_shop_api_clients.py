@@ -120,7 +120,7 @@ def test_woocommerce_pages_through_the_window_with_its_dates_in_gmt(mock: respon
     for page, ids in ((1, [1, 2]), (2, [3])):
         mock.get(ORDERS, json=[order(i) for i in ids], headers={"X-WP-Total": "3", "X-WP-TotalPages": "2"},
                  match=[responses.matchers.query_param_matcher({
-                     "modified_after": "2026-11-01T00:00:00", "modified_before": "2026-11-02T00:00:00",
+                     "modified_after": "2026-11-01T00:00:00", "modified_before": "2026-11-02T00:00:01",
                      "dates_are_gmt": "true", "per_page": "2", "orderby": "date", "order": "asc", "page": str(page)})])
     pages = list(woo(per_page=2).orders(SINCE, UNTIL))
     assert [[o.order_id for o in p.orders] for p in pages] == [["1", "2"], ["3"]]
@@ -266,7 +266,7 @@ def test_shopify_orders_page_by_cursor_and_fetch_the_rest_of_long_orders(mock: r
     assert [p.total for p in pages] == [2, 2]
     first = pages[0].orders[0]
     assert first.order_id == "1" and len(first.deliveries[0].payload["line_items"]) == 101
-    assert bodies[0]["variables"]["query"] == "updated_at:>='2026-11-01T00:00:00Z' AND updated_at:<='2026-11-02T00:00:00Z'"
+    assert bodies[0]["variables"]["query"] == "updated_at:>='2026-11-01T00:00:00Z' AND updated_at:<='2026-11-02T00:00:01Z'"
     assert bodies[0]["variables"]["withCount"] is True and bodies[-1]["variables"]["withCount"] is False
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -203,7 +203,8 @@ class ShopifyApi:
 
     def orders(self, since: datetime, until: datetime) -> Iterator[OrdersPage]:
         """Orders updated in [since, until], oldest first, each as the webhook payloads of its state."""
-        search = f"updated_at:>='{_iso(since)}' AND updated_at:<='{_iso(until)}'"
+        # Whole seconds: the upper bound rounds up, so an order changed in the run's last second is in.
+        search = f"updated_at:>='{_iso(since)}' AND updated_at:<='{_iso(until + timedelta(seconds=1))}'"
         after: str | None = None
         page = 1
         total: int | None = None

@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -196,7 +196,9 @@ class WooCommerceApi:
 
     def orders(self, since: datetime, until: datetime) -> Iterator[OrdersPage]:
         """Orders modified in [since, until], oldest first, 100 a page, each as an ``order.updated`` payload."""
-        params: dict[str, Any] = {"modified_after": _iso(since), "modified_before": _iso(until),
+        # WooCommerce compares whole seconds and `modified_before` is exclusive: one second more keeps
+        # an order changed in the run's last second (the next window overlaps anyway).
+        params: dict[str, Any] = {"modified_after": _iso(since), "modified_before": _iso(until + timedelta(seconds=1)),
                                   "dates_are_gmt": "true", "per_page": self.per_page, "orderby": "date",
                                   "order": "asc"}
         for _ in range(MAX_PASSES):
