@@ -37,6 +37,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from pydantic import BaseModel, Field
+from werkzeug.exceptions import abort
 
 from bridge.sandbox.deliveries import Deliverer, Outgoing
 
@@ -501,8 +502,6 @@ def _shop(name: str) -> ShopifyShop:
     if shop is None:
         response = jsonify(errors="Not Found")
         response.status_code = 404
-        from werkzeug.exceptions import abort
-
         abort(response)
     return shop
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import math
 import threading
 import time
@@ -200,8 +201,6 @@ class WooShop:
 
     def fire(self, topic: str, order: dict[str, Any]) -> int:
         """Deliver ``order`` to every active webhook of ``topic``; returns how many deliveries were queued."""
-        import json
-
         body = json.dumps(order).encode()
         queued = 0
         with self._lock:
