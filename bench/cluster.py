@@ -8,6 +8,7 @@ SIGKILLed and restarted at will.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shlex
@@ -39,7 +40,7 @@ api_key = "{key}"
 api_secret = "${{CLUSTER_API_SECRET}}"
 api_url = "{api}"
 rate_limit_per_minute = {rate}
-
+{woo_extra}
 [stores.shop]
 platform = "shopify"
 webhook_secrets = ["{shop}"]
@@ -47,6 +48,7 @@ api_key = "{key}"
 api_secret = "${{CLUSTER_API_SECRET}}"
 api_url = "{api}"
 rate_limit_per_minute = {rate}
+{shop_extra}
 
 # Points on goods only: tax and shipping earn nothing, and refunds of them take nothing back.
 [stores.net]
@@ -82,7 +84,8 @@ class Cluster:
 
     def __init__(self, workdir: Path, *, webs: int = 2, web_concurrency: int = 2, workers: int = 3,
                  sandbox: SandboxConfig | None = None, rate_limit_per_minute: int = 100_000,
-                 env: dict[str, str] | None = None, log: bool = False) -> None:
+                 env: dict[str, str] | None = None, log: bool = False,
+                 store_fields: dict[str, dict[str, str]] | None = None) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.webs_wanted, self.workers_wanted = webs, workers
@@ -94,6 +97,8 @@ class Cluster:
         self.rate_limit = rate_limit_per_minute
         self.extra_env = {**FAST, **(env or {})}
         self.log = log
+        # Extra fields per store ("woo", "shop"), e.g. the shop API's address and keys.
+        self.store_fields = store_fields or {}
         self.webs: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.workers: list[subprocess.Popen[bytes]] = []
 
@@ -103,7 +108,10 @@ class Cluster:
         self.redis.start()
         self.sandbox.start()
         stores = self.workdir / "stores.toml"
-        stores.write_text(STORES_TOML.format(key=API_KEY, api=self.sandbox.url, rate=self.rate_limit, **SECRETS))
+        extra = {f"{sid}_extra": "".join(f"{k} = {json.dumps(v)}\n" for k, v in self.store_fields.get(sid, {}).items())
+                 for sid in ("woo", "shop")}
+        stores.write_text(STORES_TOML.format(key=API_KEY, api=self.sandbox.url, rate=self.rate_limit, **SECRETS,
+                                             **extra))
         self.env = {**os.environ, **self.extra_env, "REDIS_URL": self.redis.url, "BRIDGE_STORES_FILE": str(stores),
                     "CLUSTER_API_SECRET": API_SECRET, "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
                     "WEB_CONCURRENCY": str(self.web_concurrency)}

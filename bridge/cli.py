@@ -135,8 +135,10 @@ def worker(state: CliState, burst: bool, processes: int, fork: bool, metrics_por
 @click.option("--sandbox-port", default=8787, show_default=True, type=int, envvar="BRIDGE_SANDBOX_PORT")
 @click.option("--sandbox", "force_sandbox", is_flag=True,
               help="Send your stores' calls to the local sandbox instead of Loyalty.lt.")
+@click.option("--shops-port", default=8788, show_default=True, type=int, envvar="BRIDGE_SHOPS_PORT",
+              help="The emulated WooCommerce and Shopify shops of the demo stores.")
 @click.pass_obj
-def dev(state: CliState, host: str, port: int, sandbox_port: int, force_sandbox: bool) -> None:
+def dev(state: CliState, host: str, port: int, sandbox_port: int, force_sandbox: bool, shops_port: int) -> None:
     """Everything on this machine: Redis, the sandbox, the web app and a worker. Ctrl-C stops it all."""
     from bridge.devenv import run_dev
     from bridge.embedded_redis import EmbeddedRedisError
@@ -147,7 +149,7 @@ def dev(state: CliState, host: str, port: int, sandbox_port: int, force_sandbox:
     setup_logging(settings.log_level)
     try:
         run_dev(settings, host=host, port=port, sandbox_port=sandbox_port, force_sandbox=force_sandbox,
-                echo=lambda line: click.secho(line, fg="green", err=True))
+                echo=lambda line: click.secho(line, fg="green", err=True), shops_port=shops_port)
     except (ConfigError, EmbeddedRedisError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -179,8 +181,11 @@ def sandbox(host: str, port: int, latency_ms: int, error_rate: float, timeout_ra
 @click.option("--order", "order_id", type=int, help="Order id (default: a new one; give it for a refund).")
 @click.option("--email", default="send-test@example.com", show_default=True, help="The sample customer.")
 @click.option("--url", help="The bridge's address (default: the running `bridge dev`, else http://127.0.0.1:8000).")
+@click.option("--lost", is_flag=True, help="Create the paid order in the store's emulated shop without delivering "
+                                           "its webhook: the periodic sync finds it (bridge dev).")
 @click.pass_obj
-def send_test(state: CliState, store_id: str, event: str, order_id: int | None, email: str, url: str | None) -> None:
+def send_test(state: CliState, store_id: str, event: str, order_id: int | None, email: str, url: str | None,
+              lost: bool) -> None:
     """Sign a realistic sample webhook with the store's secret and send it through the whole chain."""
     import requests
 
@@ -191,8 +196,19 @@ def send_test(state: CliState, store_id: str, event: str, order_id: int | None, 
     store = state.stores[store_id]
     if event == "refund" and order_id is None:
         raise click.UsageError("a refund needs --order (the id a paid send-test printed)")
+    if lost and event != "paid":
+        raise click.UsageError("--lost creates a new paid order (no --event refund)")
     base = url or (state.dev_session.web_url if state.dev_session else "http://127.0.0.1:8000")
     sample = sample_webhook(store, event, order_id, email)
+    if lost:
+        from bridge.shop_commands import send_lost
+
+        send_lost(store, sample.body)
+        _, reference = ADAPTERS[store.platform].order_reference(json.loads(sample.body), store)
+        click.echo(f"Created order {sample.order_id} in {store.id}'s emulated shop without delivering its webhook; "
+                   "the shop sync finds it at its next run (bridge dev: every 30 s).")
+        click.echo(f"Follow it:  bridge status {reference} --store {store.id}")
+        return
     try:
         resp = requests.post(base.rstrip("/") + sample.path, data=sample.body, headers=sample.headers, timeout=10)
     except requests.RequestException as exc:
@@ -233,6 +249,9 @@ def check(state: CliState) -> None:
             click.echo(f"  {store.id:<20} FAIL  Loyalty.lt says the key pair is not valid")
             continue
         click.echo(f"  {store.id:<20} ok    {store.platform}, partner {partner!r} ({info.environment or '?'})")
+    from bridge.shop_commands import check_shops
+
+    bad += check_shops(state, stores)
     if bad:
         sys.exit(1)
 
@@ -269,6 +288,13 @@ def reconcile(state: CliState, store: str, since: Any, until: Any, apply_fix: bo
         click.echo(f"{store}: the ledger and Loyalty.lt agree.")
     if differences:
         sys.exit(2)
+
+
+# The shops' own APIs (bridge/shop_commands.py).
+from bridge.shop_commands import backfill, connect as connect_command  # noqa: E402
+
+main.add_command(connect_command)
+main.add_command(backfill)
 
 
 def run() -> None:

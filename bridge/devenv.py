@@ -1,8 +1,10 @@
 """``bridge dev``: the whole bridge on one machine, in one command, with nothing installed.
 
 It starts what is missing — an embedded Redis when ``REDIS_URL`` is unset, the Loyalty.lt sandbox
-and two demo stores when no stores are configured — then the web app and a worker, and stops all
-of it on Ctrl-C. A session file (``.bridge/dev.json``) lets ``bridge send-test`` and
+and two demo stores when no stores are configured, each with an emulated shop (WooCommerce and
+Shopify, :mod:`bridge.sandbox.shops`) whose webhooks ``bridge connect`` points at the web app and
+whose orders the worker syncs every 30 seconds — then the web app and a worker, and stops all of
+it on Ctrl-C. A session file (``.bridge/dev.json``) lets ``bridge send-test`` and
 ``bridge status`` in another terminal find this session's Redis, stores and URL.
 """
 
@@ -23,6 +25,9 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from bridge.app import create_app
 from bridge.embedded_redis import EmbeddedRedis
 from bridge.sandbox import PartnerCredentials, SandboxConfig, SandboxServer
+from bridge.sandbox.shopify import ShopifyShopConfig
+from bridge.sandbox.shops import ShopsConfig, ShopsServer
+from bridge.sandbox.woocommerce import WooShopConfig
 from config.settings import Settings
 from config.stores import Stores, load_stores
 from workers.connection import connect
@@ -35,6 +40,10 @@ DEMO_STORES_FILE = "dev-stores.toml"
 SANDBOX_KEY = "lty_sandbox_demo"
 SANDBOX_SECRET = "sandbox-secret"
 DEMO_SECRETS = {"demo-woo": "demo-woo-secret", "demo-shopify": "demo-shopify-secret"}
+DEMO_SHOP_KEYS = {"demo-woo": ("ck_demo_woo", "cs_demo_woo"), "demo-shopify": "shpat_demo_shopify"}
+# The dev environment syncs the emulated shops often, so a lost webhook shows up quickly.
+DEV_SYNC_INTERVAL = 30
+DEV_MAINTENANCE_INTERVAL = 10
 
 
 @dataclass
@@ -46,6 +55,7 @@ class DevSession:
     web_url: str
     stores_file: str
     sandbox_url: str | None = None
+    shops_url: str | None = None
     dashboard_user: str | None = None
     dashboard_password: str | None = None
 
@@ -64,8 +74,24 @@ class DevSession:
         return session
 
 
-def demo_stores_toml(sandbox_url: str) -> str:
-    """Two demo stores, one per platform, pointed at the sandbox."""
+def demo_shops() -> ShopsConfig:
+    """The demo stores' emulated shops; the Shopify app signs with the demo store's webhook secret."""
+    key, secret = DEMO_SHOP_KEYS["demo-woo"]
+    return ShopsConfig(woocommerce=[WooShopConfig(name="demo-woo", consumer_key=key, consumer_secret=secret)],
+                       shopify=[ShopifyShopConfig(name="demo-shopify", access_token=str(DEMO_SHOP_KEYS["demo-shopify"]),
+                                                  client_secret=DEMO_SECRETS["demo-shopify"])])
+
+
+def demo_stores_toml(sandbox_url: str, shops_url: str | None = None) -> str:
+    """Two demo stores, one per platform, pointed at the sandbox (and at their emulated shops)."""
+    def shop(store_id: str, platform: str) -> str:
+        if shops_url is None:
+            return ""
+        keys = DEMO_SHOP_KEYS[store_id]
+        credentials = (f'shop_consumer_key = "{keys[0]}"\nshop_consumer_secret = "{keys[1]}"\n'
+                       if isinstance(keys, tuple) else f'shop_access_token = "{keys}"\n')
+        return f'shop_url = "{shops_url}/{platform}/{store_id}"\n' + credentials
+
     return "".join(
         f"""
 [stores.{store_id}]
@@ -76,10 +102,30 @@ api_secret = "{SANDBOX_SECRET}"
 locale = "en"
 reference_format = "{fmt}"
 api_url = "{sandbox_url}"
-"""
+{shop(store_id, platform)}"""
         for store_id, platform, fmt in (("demo-woo", "woocommerce", "WC-{number}"),
                                         ("demo-shopify", "shopify", "SH-{number}"))
     )
+
+
+def connect_demo_shops(settings: Settings, stores: Stores, connection: object, web_url: str,
+                       echo: Callable[[str], None]) -> None:
+    """`bridge connect` for each demo store: its emulated shop delivers to this web app."""
+    from workers.platforms.shop_api import ShopApiError, shop_api_for
+    from workers.shop import subscriptions
+    from workers.shop.state import ShopState
+
+    for store in stores.values():
+        if store.id not in DEMO_SECRETS or not store.has_shop_api:
+            continue
+        try:
+            topics = subscriptions.connect(shop_api_for(store, settings), store, ShopState(connection),  # type: ignore[arg-type]
+                                           web_url)
+        except ShopApiError as exc:
+            echo(f"Shop         {store.id}: could not connect ({exc})")
+            continue
+        echo(f"Shop         {store.id}: {store.shop_url} delivers {', '.join(t.topic for t in topics)}; "
+             f"synced every {settings.shop_sync_interval} s")
 
 
 def sandbox_for(stores: Stores) -> SandboxConfig:
@@ -97,7 +143,8 @@ def _serve(app: object, host: str, port: int) -> BaseWSGIServer:
 
 
 def run_dev(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, sandbox_port: int = 8787,
-            force_sandbox: bool = False, data_dir: Path = DATA_DIR, echo: Callable[[str], None] = print) -> None:
+            force_sandbox: bool = False, data_dir: Path = DATA_DIR, echo: Callable[[str], None] = print,
+            shops_port: int = 8788) -> None:
     """Run everything until Ctrl-C, then stop everything this started."""
     data_dir.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
@@ -110,10 +157,12 @@ def run_dev(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, sa
         stores_file = settings.stores_file
         configured = stores_file.exists() or any(k.startswith("BRIDGE_STORE_") for k in os.environ)
         sandbox: SandboxServer | None = None
+        shops: ShopsServer | None = None
         if not configured:
             sandbox = SandboxServer(SandboxConfig(), host=host, port=sandbox_port)
+            shops = ShopsServer(demo_shops(), host=host, port=shops_port)
             stores_file = data_dir / DEMO_STORES_FILE
-            stores_file.write_text(demo_stores_toml(sandbox.url))
+            stores_file.write_text(demo_stores_toml(sandbox.url, shops.url))
         stores = load_stores(stores_file)
         if force_sandbox and sandbox is None:
             sandbox = SandboxServer(sandbox_for(stores), host=host, port=sandbox_port)
@@ -123,6 +172,15 @@ def run_dev(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, sa
             sandbox.start()
             stack.callback(sandbox.stop)
             echo(f"Sandbox      {sandbox.url} (a local Loyalty.lt; state at {sandbox.url}/_sandbox/state)")
+        if shops is not None:
+            shops.start()
+            stack.callback(shops.stop)
+            echo(f"Shops        {shops.url} (emulated WooCommerce and Shopify; state at {shops.url}/_shops/state)")
+            # Unless set otherwise, sync the emulated shops every 30 s, so a lost webhook shows up soon.
+            tuned = {"shop_sync_interval": DEV_SYNC_INTERVAL,
+                     "worker_maintenance_interval": min(settings.worker_maintenance_interval, DEV_MAINTENANCE_INTERVAL)}
+            settings = settings.model_copy(update={k: v for k, v in tuned.items()
+                                                   if f"BRIDGE_{k.upper()}" not in os.environ})
 
         user = settings.dashboard_user or "admin"
         password = settings.dashboard_password or SecretStr(secrets.token_urlsafe(12))
@@ -135,7 +193,8 @@ def run_dev(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, sa
         web_url = f"http://{host}:{web.server_port}"
 
         session = DevSession(pid=os.getpid(), redis_url=redis_url, web_url=web_url, stores_file=str(stores_file),
-                             sandbox_url=sandbox.url if sandbox else None, dashboard_user=user,
+                             sandbox_url=sandbox.url if sandbox else None, shops_url=shops.url if shops else None,
+                             dashboard_user=user,
                              dashboard_password=password.get_secret_value())
         session.save(data_dir)
         stack.callback((data_dir / SESSION_FILE).unlink, missing_ok=True)
@@ -146,7 +205,12 @@ def run_dev(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, sa
         for store in stores.values():
             secret = store.webhook_secrets[0].get_secret_value() if store.id in DEMO_SECRETS else "(from your stores file)"
             echo(f"Store        {store.id}: POST {web_url}/webhooks/{store.platform}/{store.id}  secret {secret}")
+        if shops is not None:
+            connect_demo_shops(settings, stores, connection, web_url, echo)
         echo("Try          bridge send-test demo-woo   (in another terminal), then bridge status <reference>")
+        if shops is not None:
+            echo("Lost         bridge send-test demo-woo --lost   (no webhook: the sync awards it within "
+                 f"{settings.shop_sync_interval} s)")
         echo("Stop         Ctrl-C")
 
         run_worker(WorkerContext.build(settings, stores, connection), logging_level=settings.log_level)

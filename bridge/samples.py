@@ -79,6 +79,12 @@ def _shopify(order_id: int, email: str, refund: bool) -> tuple[str, dict[str, An
     }
 
 
+def sample_order(platform: str, order_id: int | None = None, email: str = "send-test@example.com") -> dict[str, Any]:
+    """A paid order as the platform's webhooks (and API) carry it, e.g. for an emulated shop."""
+    build = _woocommerce if platform == "woocommerce" else _shopify
+    return build(order_id or new_order_id(), email, False)[1]
+
+
 def sample_webhook(store: StoreConfig, event: str = "paid", order_id: int | None = None,
                    email: str = "send-test@example.com") -> Sample:
     """A signed sample delivery for ``store``: a paid order, or a partial refund of ``order_id``."""

@@ -71,4 +71,19 @@ class Settings(BaseSettings):
     dashboard_user: str | None = None
     dashboard_password: SecretStr | None = None
 
+    # The shops' own APIs (stores with shop_url and keys): the periodic sync reads the orders
+    # modified since its last run, less an overlap, and queues what no webhook brought (0: off).
+    shop_sync_interval: int = Field(default=900, ge=0)
+    shop_sync_overlap: int = Field(default=300, ge=0)
+    # The first run of a store (no watermark yet) looks this far back; older orders: `bridge backfill`.
+    shop_sync_first_lookback: int = Field(default=DAY, ge=60)
+    # How often worker maintenance checks a connected store's webhook subscriptions (0: never).
+    shop_watch_interval: int = Field(default=3600, ge=0)
+    shop_connect_timeout: float = Field(default=5.0, gt=0)
+    shop_read_timeout: float = Field(default=30.0, gt=0)
+    # The longest a shop API call waits out a rate limit (Retry-After, Shopify's cost bucket) before
+    # the run gives up and tries again next time.
+    shop_max_wait: float = Field(default=60.0, ge=0)
+    shopify_api_version: str = Field(default="2025-01", pattern=r"^\d{4}-\d{2}$|^unstable$")
+
     log_level: str = "INFO"

@@ -73,6 +73,13 @@ class StoreConfig(BaseModel):
     gift_card_product_ids: frozenset[int] = frozenset()
     # Loyalty.lt allows 60 requests per minute per API key.
     rate_limit_per_minute: int = Field(default=60, ge=1)
+    # The shop's own API (optional): `bridge connect`, the webhook watch, `bridge backfill` and the
+    # periodic sync. WooCommerce: the site root and a REST key pair; Shopify: https://<shop>.myshopify.com
+    # and a custom app's Admin API access token.
+    shop_url: str | None = None
+    shop_consumer_key: SecretStr | None = None
+    shop_consumer_secret: SecretStr | None = None
+    shop_access_token: SecretStr | None = None
 
     @field_validator("id")
     @classmethod
@@ -99,6 +106,41 @@ class StoreConfig(BaseModel):
         if value is not None and not re.match(r"^https?://[^\s/]+", value):
             raise ValueError("api_url must start with http:// or https://")
         return value.rstrip("/") if value else value
+
+    @field_validator("shop_url")
+    @classmethod
+    def _shop_url_shape(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^\s/?#]+(/[^\s?#]*)?$", value):
+            raise ValueError("shop_url must be an http(s):// address without a query (the site root)")
+        return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _shop_credentials(self) -> StoreConfig:
+        woo = (self.shop_consumer_key, self.shop_consumer_secret)
+        if self.platform == "woocommerce":
+            if self.shop_access_token is not None:
+                raise ValueError("shop_access_token is for Shopify; WooCommerce uses shop_consumer_key and "
+                                 "shop_consumer_secret")
+            if (woo[0] is None) != (woo[1] is None):
+                raise ValueError("set both shop_consumer_key and shop_consumer_secret (a WooCommerce REST key pair)")
+            has_keys = woo[0] is not None
+            needed = "shop_consumer_key and shop_consumer_secret"
+        else:
+            if woo != (None, None):
+                raise ValueError("shop_consumer_key/shop_consumer_secret are for WooCommerce; Shopify uses "
+                                 "shop_access_token")
+            has_keys = self.shop_access_token is not None
+            needed = "shop_access_token"
+        if has_keys and not self.shop_url:
+            raise ValueError(f"{needed} need shop_url (the shop's address)")
+        if self.shop_url and not has_keys:
+            raise ValueError(f"shop_url needs {needed}")
+        return self
+
+    @property
+    def has_shop_api(self) -> bool:
+        """Whether the shop's own API is configured (connect, watch, backfill, sync)."""
+        return self.shop_url is not None
 
     @field_validator("reference_format")
     @classmethod

@@ -31,6 +31,13 @@ API_SECONDS = Histogram("bridge_loyalty_request_seconds", "Loyalty.lt call laten
                         buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0))
 API_RESPONSES = Counter("bridge_loyalty_responses_total", "Loyalty.lt answers by endpoint and status code "
                         "(status 0: no answer, e.g. a timeout).", ["endpoint", "status"])
+SHOP_RUNS = Counter("bridge_shop_runs_total", "Runs against the shops' APIs by store, task (sync, backfill, watch) "
+                    "and outcome (ok, retry_later, unreachable, refused, error).", ["store", "task", "outcome"])
+SHOP_EVENTS = Counter("bridge_shop_sync_events_total", "What the shop sync and backfill found, by store and result "
+                      "(queued, known, ignored).", ["store", "result"])
+SHOP_SUBSCRIPTIONS = Counter("bridge_shop_subscription_problems_total", "Webhook subscriptions the watch found "
+                             "wrong, by store, topic and problem (missing, disabled, paused, reactivated).",
+                             ["store", "topic", "problem"])
 
 
 def observe_webhook(fields: dict[str, Any]) -> None:
@@ -78,6 +85,30 @@ class QueueCollector(Collector):
         yield depth
 
 
+class ShopCollector(Collector):
+    """When each store's last sync and watch ran and whether it went well, read from Redis when scraped."""
+
+    def __init__(self, connection: Redis) -> None:
+        self.connection = connection
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from workers.shop.state import ShopState
+
+        last = GaugeMetricFamily("bridge_shop_last_run_timestamp_seconds", "When each store's last run against "
+                                 "its shop's API ended.", labels=["store", "task"])
+        ok = GaugeMetricFamily("bridge_shop_last_run_ok", "1 when the store's last run against its shop's API "
+                               "succeeded, 0 when it failed (see bridge check).", labels=["store", "task"])
+        try:
+            statuses = ShopState(self.connection).statuses()
+        except RedisError:
+            return
+        for (store, task), status in sorted(statuses.items()):
+            last.add_metric([store, task], status.at.timestamp())
+            ok.add_metric([store, task], 1.0 if status.ok else 0.0)
+        yield last
+        yield ok
+
+
 def _registry(connection: Redis, queue_name: str) -> CollectorRegistry:
     """This process's metrics (or all processes' in multiprocess mode) and the queue gauges."""
     registry = CollectorRegistry()
@@ -86,6 +117,7 @@ def _registry(connection: Redis, queue_name: str) -> CollectorRegistry:
     else:
         registry.register(REGISTRY)
     registry.register(QueueCollector(connection, queue_name))
+    registry.register(ShopCollector(connection))
     return registry
 
 

@@ -22,6 +22,7 @@ from workers.connection import UNAVAILABLE, describe, wait_for_redis
 from workers.context import WorkerContext
 from workers.metrics import serve_metrics
 from workers.redis_outages import RidesOutRedisOutages
+from workers.shop.tasks import ShopTasks
 
 logger = logging.getLogger("workers.worker")
 
@@ -38,12 +39,15 @@ class _Tuned:
         # waits: keep the wait as short as the maintenance interval.
         kwargs.setdefault("worker_ttl", self.maintenance_every + 15)
         super().__init__(*args, **kwargs)
+        self.shop_tasks = ShopTasks()
 
     def run_maintenance_tasks(self) -> None:
-        """RQ's maintenance, then requeue any open job RQ lost track of (see EventQueue.sweep)."""
+        """RQ's maintenance, then requeue any open job RQ lost track of (see EventQueue.sweep), and
+        start the shops' due syncs and subscription watches (see workers.shop.tasks)."""
         super().run_maintenance_tasks()  # type: ignore[misc]
         ctx = context.current()
         ctx.events.sweep(older_than=max(30.0, 2.0 * self.maintenance_every))
+        self.shop_tasks.kick(ctx)
 
 
 class BridgeWorker(RidesOutRedisOutages, _Tuned, SimpleWorker):

@@ -115,8 +115,11 @@ def bridge(venv_bin: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess
 
 
 def newcomer_flow(command: str, cwd: Path, venv_bin: Path, startup: float) -> None:
-    ports = {"BRIDGE_DEV_PORT": str(free_port()), "BRIDGE_SANDBOX_PORT": str(free_port())}
-    for process in run_dev(command, cwd, clean_env(**ports)):
+    ports = {"BRIDGE_DEV_PORT": str(free_port()), "BRIDGE_SANDBOX_PORT": str(free_port()),
+             "BRIDGE_SHOPS_PORT": str(free_port())}
+    # The README's sync runs every 30 s; the test does not wait that long.
+    quick = {"BRIDGE_SHOP_SYNC_INTERVAL": "1", "BRIDGE_WORKER_MAINTENANCE_INTERVAL": "1"}
+    for process in run_dev(command, cwd, clean_env(**ports, **quick)):
         session = wait_for_session(cwd, process, startup)
         dev_pid = session["pid"]
         below = descendants(int(dev_pid))
@@ -138,6 +141,19 @@ def newcomer_flow(command: str, cwd: Path, venv_bin: Path, startup: float) -> No
         assert award and award["points"] > 0, story
         balances = requests.get(session["sandbox_url"] + "/_sandbox/balances", timeout=5).json()["data"]
         assert balances == {"send-test@example.com": award["points"]}
+
+        # A webhook lost on purpose: the order exists only in the emulated shop, and the sync finds it.
+        lost = bridge(venv_bin, cwd, "send-test", "demo-shopify", "--lost", "--email", "lost@example.com")
+        assert lost.returncode == 0, lost.stdout + lost.stderr
+        lost_ref = re.search(r"bridge status (\S+)", lost.stdout).group(1)  # type: ignore[union-attr]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            found = json.loads(bridge(venv_bin, cwd, "status", lost_ref, "--json").stdout or "[]")
+            if found and found[0]["ledger"]["award"]:
+                break
+            time.sleep(0.3)
+        assert found and found[0]["ledger"]["award"], found
+        assert found[0]["jobs"][0]["arrivals"][-1]["delivery_id"].startswith("sync-")
 
         # Ctrl-C in the terminal reaches the whole foreground group.
         os.killpg(process.pid, signal.SIGINT)

@@ -118,3 +118,37 @@ def test_stores_sharing_an_api_key_must_not_share_references(tmp_path: Path) -> 
     bare = second + 'reference_format = "{number}"\n'
     with pytest.raises(ConfigError, match="share a Loyalty.lt API key"):
         load_stores_file(write(tmp_path, GOOD + bare), env)
+
+
+SHOP = """
+[stores.s]
+platform = "{platform}"
+webhook_secrets = ["x"]
+api_key = "lty_abc"
+api_secret = "y"
+{extra}
+"""
+
+
+@pytest.mark.parametrize(("platform", "extra", "error"), [
+    ("woocommerce", 'shop_url = "https://coffee.example.com"', "shop_url needs shop_consumer_key and shop_consumer_secret"),
+    ("woocommerce", 'shop_url = "https://c.example.com"\nshop_consumer_key = "ck"', "set both shop_consumer_key"),
+    ("woocommerce", 'shop_consumer_key = "ck"\nshop_consumer_secret = "cs"', "need shop_url"),
+    ("woocommerce", 'shop_url = "https://c.example.com"\nshop_access_token = "t"', "shop_access_token is for Shopify"),
+    ("shopify", 'shop_url = "https://c.myshopify.com"\nshop_consumer_key = "a"\nshop_consumer_secret = "b"',
+     "are for WooCommerce"),
+    ("shopify", 'shop_url = "c.myshopify.com"\nshop_access_token = "t"', "shop_url must be an http"),
+])
+def test_shop_credentials_are_checked_with_one_line(tmp_path: Path, platform: str, extra: str, error: str) -> None:
+    with pytest.raises(ConfigError, match=error):
+        load_stores_file(write(tmp_path, SHOP.format(platform=platform, extra=extra)), {})
+
+
+def test_shop_credentials_are_secret_and_interpolated(tmp_path: Path) -> None:
+    extra = 'shop_url = "https://c.myshopify.com/"\nshop_access_token = "${SHOP_TOKEN}"'
+    store = load_stores_file(write(tmp_path, SHOP.format(platform="shopify", extra=extra)),
+                             {"SHOP_TOKEN": "shpat_live"})["s"]
+    assert store.has_shop_api and store.shop_url == "https://c.myshopify.com"
+    assert "shpat_live" not in repr(store) and store.shop_access_token.get_secret_value() == "shpat_live"  # type: ignore[union-attr]
+    plain = load_stores_file(write(tmp_path, SHOP.format(platform="shopify", extra="")), {})["s"]
+    assert not plain.has_shop_api

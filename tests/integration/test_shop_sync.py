@@ -1,0 +1,296 @@
+"""Orders read from the shops' APIs take the webhooks' path: real Redis, the emulated shops and the
+Loyalty.lt sandbox over HTTP, jobs worked by RQ's own worker. Backfill, the periodic sync and its
+watermark, the per-store lock, bad input, the subscriptions (connect, check, watch) and the commands."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+from redis import Redis
+from rq.registry import FailedJobRegistry
+
+from bridge.cli import main
+from bridge.sandbox import SandboxConfig, SandboxServer
+from bridge.sandbox.shopify import ShopifyShopConfig
+from bridge.sandbox.shops import ShopsConfig, ShopsServer
+from bridge.sandbox.woocommerce import WooShopConfig
+from config.settings import Settings
+from config.stores import Stores, build_store
+from tests.conftest import SHOPIFY_SECRET, WOO_SECRETS, fixture_json, run_jobs
+from workers import context
+from workers.context import WorkerContext
+from workers.platforms.shop_api import OrdersPage, ShopGarbled, ShopRefused, shop_api_for
+from workers.shop import subscriptions
+from workers.shop.state import ShopState
+from workers.shop.sync import read_window, sync_store
+from workers.shop.tasks import run_due
+
+KEY, SECRET, TOKEN = "ck_test", "cs_test", "shpat_test"
+EARLY, LATE = datetime(2020, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def sandbox() -> Iterator[SandboxServer]:
+    with SandboxServer(SandboxConfig(rate_limit_per_minute=0, partners=[
+            {"api_key": "lty_sandbox_demo", "api_secret": "sandbox-secret", "partner_id": 1, "name": "P"}])) as server:
+        yield server
+
+
+@pytest.fixture
+def shops() -> Iterator[ShopsServer]:
+    config = ShopsConfig(woocommerce=[WooShopConfig(name="coffee", consumer_key=KEY, consumer_secret=SECRET)],
+                         shopify=[ShopifyShopConfig(name="coffee-lt", access_token=TOKEN, client_secret=SHOPIFY_SECRET)])
+    with ShopsServer(config) as server:
+        yield server
+
+
+def tables(sandbox: SandboxServer, shops: ShopsServer) -> dict[str, dict[str, Any]]:
+    common = {"api_key": "lty_sandbox_demo", "api_secret": "sandbox-secret", "api_url": sandbox.url}
+    return {
+        "coffee-woo": {**common, "platform": "woocommerce", "webhook_secrets": WOO_SECRETS,
+                       "shop_url": shops.shops.shop_url("woocommerce", "coffee"), "shop_consumer_key": KEY,
+                       "shop_consumer_secret": SECRET},
+        "coffee-shopify": {**common, "platform": "shopify", "webhook_secrets": [SHOPIFY_SECRET],
+                           "shop_url": shops.shops.shop_url("shopify", "coffee-lt"), "shop_access_token": TOKEN},
+    }
+
+
+@pytest.fixture
+def stores(sandbox: SandboxServer, shops: ShopsServer) -> Stores:
+    return Stores({sid: build_store(sid, raw, {}, "tests") for sid, raw in tables(sandbox, shops).items()}, "tests")
+
+
+@pytest.fixture
+def ctx(settings: Settings, stores: Stores, redis_conn: Redis) -> Iterator[WorkerContext]:
+    # No periodic shop tasks from the test worker's maintenance; the tests of run_due switch them on.
+    quiet = settings.model_copy(update={"shop_sync_interval": 0, "shop_watch_interval": 0})
+    built = WorkerContext.build(quiet, stores, redis_conn)
+    context.install(built)
+    yield built
+    context.install(None)
+
+
+def api(ctx: WorkerContext, store: str) -> Any:
+    return shop_api_for(ctx.stores[store], ctx.settings)
+
+
+def calls(sandbox: SandboxServer) -> int:
+    return int(sandbox.sandbox.state.request_counts()["total"])
+
+
+# --- backfill: the webhooks' path ------------------------------------------------------------------
+
+def test_woocommerce_backfill_awards_refunds_and_cancels_and_twice_costs_nothing(
+        ctx: WorkerContext, shops: ShopsServer, sandbox: SandboxServer) -> None:
+    woo = shops.shops.woocommerce["coffee"]
+    for case in ("two_refunds", "pending", "cancelled_after_payment"):
+        woo.create_order(fixture_json("woocommerce", case), deliver=False)
+    store = ctx.stores["coffee-woo"]
+    summary = read_window(ctx, store, api(ctx, "coffee-woo"), EARLY, LATE, task="backfill")
+    # 4210: paid and two refunds; 4214 (cancelled): the cancellation; 4211 (pending): nothing
+    assert (summary.orders_read, summary.events_queued, summary.already_known) == (3, 4, 0)
+    assert summary.ignored == {"order is pending and not paid: nothing to award yet": 1}
+    run_jobs(ctx)
+    paid = ctx.ledger.get(store.id, "WC-4210")
+    assert paid.award is not None and set(paid.refunds) == {"4301", "4302"}
+    assert "cancel" in ctx.ledger.get(store.id, "WC-4214").refunds
+    arrival = ctx.events.arrivals("paid-coffee-woo-4210")[0]
+    assert (arrival.topic, arrival.delivery_id) == ("order.updated", summary.run_id)
+    assert summary.run_id.startswith("backfill-")
+
+    before = calls(sandbox)
+    again = read_window(ctx, store, api(ctx, "coffee-woo"), EARLY, LATE, task="backfill")
+    run_jobs(ctx)
+    assert (again.events_queued, again.already_known) == (0, 4)
+    assert calls(sandbox) == before
+
+
+def test_shopify_backfill_yields_the_award_each_refund_and_the_cancellation(
+        ctx: WorkerContext, shops: ShopsServer, sandbox: SandboxServer) -> None:
+    shops.shops.shopify["coffee-lt"].create_order(fixture_json("shopify", "orders_cancelled"), deliver=False)
+    store = ctx.stores["coffee-shopify"]
+    summary = read_window(ctx, store, api(ctx, "coffee-shopify"), EARLY, LATE, task="backfill")
+    assert (summary.orders_read, summary.events_queued) == (1, 5)
+    run_jobs(ctx)
+    record = ctx.ledger.get(store.id, "SH-1001")
+    assert record.award is not None and record.award.points == 495
+    assert {k: v.points for k, v in record.refunds.items()} == {"929361465": 120, "929361467": 0,
+                                                                "929361466": 375, "cancel": 0}
+    assert read_window(ctx, store, api(ctx, "coffee-shopify"), EARLY, LATE, task="backfill").already_known == 5
+
+
+def test_a_dry_run_queues_nothing(ctx: WorkerContext, shops: ShopsServer) -> None:
+    shops.shops.woocommerce["coffee"].create_order(fixture_json("woocommerce", "processing"), deliver=False)
+    summary = read_window(ctx, ctx.stores["coffee-woo"], api(ctx, "coffee-woo"), EARLY, LATE, task="backfill",
+                          dry_run=True)
+    assert (summary.events_queued, summary.dry_run) == (1, True)
+    assert ctx.events.queue.count == 0
+
+
+def test_an_order_the_api_gives_that_cannot_be_read_ends_as_a_failed_job(ctx: WorkerContext,
+                                                                         shops: ShopsServer) -> None:
+    broken = {**fixture_json("woocommerce", "processing"), "id": 4299, "number": "4299"}
+    del broken["total"]
+    shops.shops.woocommerce["coffee"].create_order(broken, deliver=False)
+    read_window(ctx, ctx.stores["coffee-woo"], api(ctx, "coffee-woo"), EARLY, LATE, task="sync")
+    run_jobs(ctx)
+    failed = FailedJobRegistry(queue=ctx.events.queue)
+    assert failed.get_job_ids() == ["paid-coffee-woo-4299"]
+    assert "total" in ctx.ledger.get("coffee-woo", "WC-4299").failed.reason  # type: ignore[union-attr]
+
+
+# --- the periodic sync -----------------------------------------------------------------------------
+
+class FakeApi:
+    """The far side of a shop API: records the windows asked for, answers what it is told."""
+
+    platform = "woocommerce"
+
+    def __init__(self, pages: list[OrdersPage] | Exception | None = None) -> None:
+        self.windows: list[tuple[datetime, datetime]] = []
+        self.pages = pages or []
+
+    def orders(self, since: datetime, until: datetime) -> Iterator[OrdersPage]:
+        self.windows.append((since, until))
+        if isinstance(self.pages, Exception):
+            raise self.pages
+        yield from self.pages
+
+
+def test_the_sync_reads_from_its_watermark_less_the_overlap(ctx: WorkerContext) -> None:
+    store, fake = ctx.stores["coffee-woo"], FakeApi()
+    first = datetime(2026, 11, 18, 12, tzinfo=UTC)
+    sync_store(ctx, store, fake, now=first)  # type: ignore[arg-type]
+    sync_store(ctx, store, fake, now=first + timedelta(minutes=15))  # type: ignore[arg-type]
+    lookback, overlap = ctx.settings.shop_sync_first_lookback, ctx.settings.shop_sync_overlap
+    assert fake.windows == [(first - timedelta(seconds=lookback), first),
+                            (first - timedelta(seconds=overlap), first + timedelta(minutes=15))]
+    assert ShopState(ctx.connection).watermark(store.id) == first + timedelta(minutes=15)
+
+
+def syncing(ctx: WorkerContext) -> WorkerContext:
+    ctx.settings = ctx.settings.model_copy(update={"shop_sync_interval": 900})
+    return ctx
+
+
+def test_a_failing_shop_is_recorded_retried_next_run_and_never_raises(ctx: WorkerContext) -> None:
+    syncing(ctx)
+    state = ShopState(ctx.connection)
+    garbage = FakeApi(ShopGarbled("orders page 1: the answer is not JSON (text/html, 12 bytes)"))
+    run_due(ctx, api_for=lambda store: garbage)  # type: ignore[arg-type,return-value]
+    statuses = state.statuses()
+    assert statuses[("coffee-woo", "sync")].outcome == "garbled"
+    assert not statuses[("coffee-woo", "sync")].ok
+    assert state.watermark("coffee-woo") is None  # the window is read again next run
+    refused = FakeApi(ShopRefused("401: wrong key"))
+    run_due(ctx, api_for=lambda store: refused)  # type: ignore[arg-type,return-value]
+    assert refused.windows == []  # not due yet: the next run is an interval away
+    state.schedule("coffee-woo", "sync", 0)
+    state.schedule("coffee-shopify", "sync", 0)
+    run_due(ctx, api_for=lambda store: refused)  # type: ignore[arg-type,return-value]
+    assert state.statuses()[("coffee-woo", "sync")].outcome == "refused"
+
+
+def test_a_store_whose_lock_is_held_is_left_to_the_holder(ctx: WorkerContext) -> None:
+    fake = FakeApi()
+    syncing(ctx)
+    held = ShopState(ctx.connection).lock("coffee-woo")
+    assert held.acquire(blocking=False)
+    run_due(ctx, api_for=lambda store: fake)  # type: ignore[arg-type,return-value]
+    assert len(fake.windows) == 1  # only coffee-shopify ran
+    held.release()
+
+
+# --- subscriptions ---------------------------------------------------------------------------------
+
+def test_connect_is_idempotent_and_updates_a_changed_url_or_secret(ctx: WorkerContext, shops: ShopsServer,
+                                                                   stores: Stores, sandbox: SandboxServer) -> None:
+    state, store = ShopState(ctx.connection), ctx.stores["coffee-woo"]
+    first = subscriptions.connect(api(ctx, "coffee-woo"), store, state, "https://bridge.example.com")
+    assert [t.action for t in first] == ["created", "created"]
+    assert [t.action for t in subscriptions.connect(api(ctx, "coffee-woo"), store, state,
+                                                    "https://bridge.example.com")] == [None, None]
+    moved = subscriptions.connect(api(ctx, "coffee-woo"), store, state, "https://new.example.com")
+    assert [t.action for t in moved] == ["updated", "updated"]
+    rotated = store.model_copy(update={"webhook_secrets": [*store.webhook_secrets[::-1]]})
+    assert [t.action for t in subscriptions.connect(api(ctx, "coffee-woo"), rotated, state,
+                                                    "https://new.example.com")] == ["updated", "updated"]
+    hooks = shops.shops.woocommerce["coffee"].webhooks
+    assert len(hooks) == 2 and {h["secret"] for h in hooks.values()} == {WOO_SECRETS[1]}
+    assert {h["delivery_url"] for h in hooks.values()} == {"https://new.example.com/webhooks/woocommerce/coffee-woo"}
+
+    shopify = subscriptions.connect(api(ctx, "coffee-shopify"), ctx.stores["coffee-shopify"], state,
+                                    "https://bridge.example.com")
+    assert [(t.topic, t.action) for t in shopify] == [("ORDERS_PAID", "created"), ("REFUNDS_CREATE", "created"),
+                                                     ("ORDERS_CANCELLED", "created")]
+    shops.shops.shopify["coffee-lt"].subscriptions.popitem()  # Shopify removed one after failures
+    checked = subscriptions.check(api(ctx, "coffee-shopify"), ctx.stores["coffee-shopify"], state)
+    assert [t.status for t in checked] == ["active", "active", "missing"]
+
+
+def test_the_watch_reenables_what_woocommerce_disabled_but_not_what_a_person_paused(
+        ctx: WorkerContext, shops: ShopsServer) -> None:
+    state, store = ShopState(ctx.connection), ctx.stores["coffee-woo"]
+    subscriptions.connect(api(ctx, "coffee-woo"), store, state, "https://bridge.example.com")
+    woo = shops.shops.woocommerce["coffee"]
+    woo.update_webhook(1, {"status": "disabled"})
+    woo.update_webhook(2, {"status": "paused"})
+    topics = subscriptions.watch(api(ctx, "coffee-woo"), store, state)
+    assert [(t.topic, t.status, t.action) for t in topics] == [("order.created", "active", "reactivated"),
+                                                               ("order.updated", "paused", None)]
+    assert [h["status"] for h in woo.webhooks.values()] == ["active", "paused"]
+
+
+# --- the commands ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def env(tmp_path: Path, redis_url: str, sandbox: SandboxServer, shops: ShopsServer) -> dict[str, str]:
+    import json
+
+    path = tmp_path / "stores.toml"
+    lines = []
+    for sid, table in tables(sandbox, shops).items():
+        lines.append(f"[stores.{sid}]")
+        lines += [f"{k} = {json.dumps(v)}" for k, v in table.items()]
+    lines += ["[stores.plain]", 'platform = "woocommerce"', 'webhook_secrets = ["x"]', 'api_key = "lty_x"',
+              'api_secret = "y"']
+    path.write_text("\n".join(lines) + "\n")
+    return {"REDIS_URL": redis_url, "BRIDGE_STORES_FILE": str(path), "BRIDGE_LOG_LEVEL": "WARNING"}
+
+
+def cli(env: dict[str, str], *args: str) -> Result:
+    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--since", "2999-01-01"], "--since is in the future"),
+    (["--since", "2026-11-10", "--until", "2026-11-01"], "--since is after --until"),
+])
+def test_backfill_refuses_impossible_periods(env: dict[str, str], args: list[str], message: str) -> None:
+    result = cli(env, "backfill", "--store", "coffee-woo", *args)
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_backfill_and_connect_need_the_shop_api(env: dict[str, str]) -> None:
+    result = cli(env, "backfill", "--store", "plain", "--since", "2026-11-01")
+    assert result.exit_code == 1 and "plain has no shop API configured" in result.output
+    assert "unexpected" not in cli(env, "connect", "plain", "--url", "https://x").output
+
+
+def test_backfill_command_summarises_and_connect_check_reports(env: dict[str, str], shops: ShopsServer) -> None:
+    shops.shops.woocommerce["coffee"].create_order(fixture_json("woocommerce", "processing"), deliver=False)
+    result = cli(env, "backfill", "--store", "coffee-woo", "--since", "2020-01-01", "--json")
+    assert result.exit_code == 0, result.output
+    assert '"events_queued": 1' in result.output
+    check = cli(env, "connect", "coffee-woo", "--check")
+    assert check.exit_code == 1 and check.output.count("missing") >= 2
+    assert cli(env, "connect", "coffee-woo", "--check", "--fix").exit_code == 2  # --fix needs --url the first time
+    assert cli(env, "connect", "coffee-woo", "--url", "https://bridge.example.com").exit_code == 0
+    assert cli(env, "connect", "coffee-woo", "--check").exit_code == 0
+    health = cli(env, "check")
+    assert "shop: WooCommerce REST API v3" in health.output and "shop: Shopify Admin API" in health.output

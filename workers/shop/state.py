@@ -1,0 +1,125 @@
+"""What the bridge remembers about each store's shop API, in Redis; the only owner of ``lb:shop:*``.
+
+- a lock per store: one run at a time (sync, backfill or watch) across every process and machine,
+  so a small WooCommerce server never gets two of the bridge's requests at once;
+- the sync's watermark: the end of the last window it read completely;
+- when each periodic task (sync, watch) is next due;
+- the last run of each task, for ``bridge check`` and the metrics;
+- what ``bridge connect`` set up: the public URL and a fingerprint of the secret each webhook got.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from redis import Redis
+from redis.lock import Lock
+
+KEY_PREFIX = "lb:shop:"
+# A run keeps its lock alive page by page; a worker that dies mid-run frees it after this long.
+LOCK_TIMEOUT = 300
+Task = Literal["sync", "watch", "backfill"]
+
+
+def fingerprint(secret: str) -> str:
+    """A short digest of a webhook secret: enough to tell whether it changed, useless to anyone else."""
+    return hashlib.sha256(secret.encode()).hexdigest()[:16]
+
+
+class RunStatus(BaseModel):
+    """How a store's last run of a task went."""
+
+    task: Task
+    at: datetime
+    ok: bool
+    outcome: str = "ok"  # ok | retry_later | unreachable | refused | error
+    message: str = ""
+
+
+class ConnectRecord(BaseModel):
+    """What ``bridge connect`` set up for a store."""
+
+    url: str
+    at: datetime
+    secrets: dict[str, str] = Field(default_factory=dict)  # subscription id -> secret fingerprint
+
+
+class ShopState:
+    """Locks, watermarks, schedules, last runs and connect records of the stores' shop APIs."""
+
+    def __init__(self, connection: Redis) -> None:
+        self.connection = connection
+
+    # Key layout: one place.
+    status_key = f"{KEY_PREFIX}status"
+    connected_key = f"{KEY_PREFIX}connected"
+
+    @staticmethod
+    def lock_key(store: str) -> str:
+        return f"{KEY_PREFIX}lock:{store}"
+
+    @staticmethod
+    def watermark_key(store: str) -> str:
+        return f"{KEY_PREFIX}watermark:{store}"
+
+    @staticmethod
+    def due_key(store: str, task: Task) -> str:
+        return f"{KEY_PREFIX}due:{task}:{store}"
+
+    # --- the per-store lock ---
+
+    def lock(self, store: str, timeout: int = LOCK_TIMEOUT) -> Lock:
+        """The store's lock (not yet acquired); ``reacquire()`` it between pages of a long run."""
+        return self.connection.lock(self.lock_key(store), timeout=timeout, thread_local=False)
+
+    # --- the sync's watermark ---
+
+    def watermark(self, store: str) -> datetime | None:
+        raw = self.connection.get(self.watermark_key(store))
+        return datetime.fromisoformat(raw.decode() if isinstance(raw, bytes) else raw) if raw else None
+
+    def set_watermark(self, store: str, moment: datetime) -> None:
+        self.connection.set(self.watermark_key(store), moment.astimezone(UTC).isoformat())
+
+    # --- schedules ---
+
+    def due(self, store: str, task: Task) -> bool:
+        raw = self.connection.get(self.due_key(store, task))
+        return raw is None or float(raw) <= time.time()
+
+    def schedule(self, store: str, task: Task, seconds: float) -> None:
+        """The task is next due in ``seconds``."""
+        self.connection.set(self.due_key(store, task), time.time() + seconds)
+
+    # --- last runs ---
+
+    def record(self, store: str, status: RunStatus) -> None:
+        self.connection.hset(self.status_key, f"{store}:{status.task}", status.model_dump_json())
+
+    def statuses(self) -> dict[tuple[str, str], RunStatus]:
+        """The last run of every (store, task)."""
+        raw: dict[bytes, bytes] = self.connection.hgetall(self.status_key)  # type: ignore[assignment]
+        found = {}
+        for name, value in raw.items():
+            store, _, task = name.decode().rpartition(":")
+            found[(store, task)] = RunStatus.model_validate_json(value)
+        return found
+
+    # --- what connect set up ---
+
+    def connected(self, store: str) -> ConnectRecord | None:
+        raw = self.connection.hget(self.connected_key, store)
+        return ConnectRecord.model_validate_json(raw) if raw else None  # type: ignore[arg-type]
+
+    def save_connected(self, store: str, record: ConnectRecord) -> None:
+        self.connection.hset(self.connected_key, store, record.model_dump_json())
+
+    def connected_stores(self) -> list[str]:
+        return sorted(k.decode() for k in self.connection.hkeys(self.connected_key))  # type: ignore[union-attr]
+
+
+__all__ = ["ConnectRecord", "RunStatus", "ShopState", "fingerprint"]
