@@ -112,15 +112,14 @@ def _create(ctx: WorkerContext, store: StoreConfig, order: Order, draft: Award, 
             "transaction_id": landed.id, "points": landed.points or 0, "source": "already existed",
             "user_id": landed.user.id if landed.user else None,
             "loyalty_card_id": landed.loyalty_card.id if landed.loyalty_card else None,
-            "card_number": landed.loyalty_card.number if landed.loyalty_card else None,
-            "currency": landed.currency or draft.currency})
+            "card_number": landed.loyalty_card.number if landed.loyalty_card else None})
     except (PermanentError, NotSent):
         # Refused, or never sent: nothing landed, so this attempt takes its own mark back.
         ctx.ledger.clear_in_flight(store.id, order.reference, AWARD, token)
         raise
     return draft.model_copy(update={
         "transaction_id": result.transaction_id, "points": result.points_awarded or 0, "at": utcnow(),
-        "currency": result.currency or draft.currency, "user_id": result.user_id,
+        "user_id": result.user_id,
         "loyalty_card_id": result.loyalty_card_id, "card_number": result.card_number})
 
 

@@ -62,7 +62,7 @@ class Award(BaseModel):
     points: int
     base: Decimal
     order_total: Decimal
-    currency: str
+    currency: str  # the order's (the shop's) currency: what its refunds are compared in
     order_id: str
     at: str
     user_id: int | None = None

@@ -153,7 +153,6 @@ def _still_landing(ctx: WorkerContext, mark: InFlight, what: str) -> None:
 def _award_from(tx: Transaction, draft: Award, source: str) -> Award:
     return draft.model_copy(update={
         "transaction_id": tx.id, "points": tx.points or 0, "at": utcnow(), "source": source,
-        "currency": tx.currency or draft.currency,
         "user_id": tx.user.id if tx.user else draft.user_id,
         "loyalty_card_id": tx.loyalty_card.id if tx.loyalty_card else draft.loyalty_card_id,
         "card_number": tx.loyalty_card.number if tx.loyalty_card else draft.card_number,

@@ -8,6 +8,7 @@ events and the intake's dedupe keeps one job each.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from decimal import Decimal
@@ -82,7 +83,8 @@ class _RefundShipping(_Model):
 class _RefundHead(_Model):
     id: int
     reason: str | None = None
-    total: PayloadMoney = ZERO
+    total: PayloadMoney = ZERO         # the order's list: negative
+    amount: PayloadMoney | None = None  # the refunds API: positive
     line_items: list[_RefundLine] = []
     shipping_lines: list[_RefundShipping] = []
 
@@ -156,7 +158,7 @@ def classify(topic: str, body: bytes, store: StoreConfig) -> list[Event] | Ignor
         return Ignored(reason=f"topic {topic or '(none)'} is not used; send order.created and order.updated")
     head = parse_head(_OrderHead, body)
     if isinstance(head, Ignored):
-        return head
+        return _legacy(body) or head
 
     order_id = str(head.id)
     ref = reference(store, head.id, head.number)
@@ -176,6 +178,18 @@ def classify(topic: str, body: bytes, store: StoreConfig) -> list[Event] | Ignor
     if not events:
         return Ignored(reason=f"order {ref} is {head.status} and not paid: nothing to award yet")
     return events
+
+
+def _legacy(body: bytes) -> Ignored | None:
+    """The legacy REST API's ``{"order": {...}}``: the webhook was saved with the wrong API version."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    if isinstance(data, dict) and set(data) == {"order"}:
+        return Ignored(reason="a Legacy API order: set the webhook's API version to \"WP REST API Integration v3\" "
+                              "(WooCommerce → Settings → Advanced → Webhooks)")
+    return None
 
 
 def _is_gift_card(line: _LineItem | _RefundLine, store: StoreConfig) -> bool:
@@ -251,7 +265,8 @@ def map_refund(payload: Mapping[str, Any], refund_id: str, store: StoreConfig) -
             return Refund(
                 store=store.id, platform=PLATFORM, order_id=str(order.id),
                 reference=reference(store, order.id, order.number), refund_id=refund_id,
-                amount=money(abs(entry.total)), currency=order.currency.upper(), reason=entry.reason or None,
+                amount=money(abs(entry.total or entry.amount or ZERO)), currency=order.currency.upper(),
+                reason=entry.reason or None,
                 items=_items(entry, store),
             )
     raise MappingError("refunds", f"no refund with id {refund_id} on order {order.id}")
