@@ -81,7 +81,7 @@ class _Discount(_Model):
 
 
 class _Money(_Model):
-    amount: PayloadMoney = ZERO
+    amount: PayloadMoney | None = None
     currency_code: str | None = None
 
 
@@ -97,6 +97,10 @@ class _MoneySet(_Model):
             if money_ is not None and currency and (money_.currency_code or "").upper() == currency:
                 return money_.amount
         return None
+
+    @property
+    def shop_amount(self) -> Decimal | None:
+        return self.shop_money.amount
 
 
 class _LineItem(_Model):
@@ -129,8 +133,8 @@ class _ShippingLine(_Model):
     @property
     def charged(self) -> Decimal:
         """What the customer paid for this shipping, in the shop's currency."""
-        if self.discounted_price_set is not None:
-            return self.discounted_price_set.shop_money.amount
+        if self.discounted_price_set is not None and self.discounted_price_set.shop_amount is not None:
+            return self.discounted_price_set.shop_amount
         if self.discounted_price is not None:
             return self.discounted_price
         return self.price - sum((d.amount for d in self.discount_allocations), ZERO)
@@ -270,8 +274,8 @@ def map_order(payload: Mapping[str, Any], store: StoreConfig) -> Order:
     shipping_tax = sum((t.price for line in order.shipping_lines for t in line.tax_lines), ZERO)
     if order.shipping_lines:
         shipping = sum((line.charged for line in order.shipping_lines), ZERO)
-    elif order.total_shipping_price_set is not None:
-        shipping = order.total_shipping_price_set.shop_money.amount
+    elif order.total_shipping_price_set is not None and order.total_shipping_price_set.shop_amount is not None:
+        shipping = order.total_shipping_price_set.shop_amount
     else:
         shipping = ZERO
     if order.taxes_included:
