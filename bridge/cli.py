@@ -327,14 +327,22 @@ def _pick_stores(state: CliState, store: str | None) -> list[str]:
 
 
 @main.command()
-@click.argument("reference")
+@click.argument("reference", required=False)
 @click.option("--store", help="The store (default: every store that knows the reference).")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000),
+              help="Without a reference: how many recent events.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
-def status(state: CliState, reference: str, store: str | None, as_json: bool) -> None:
-    """The whole story of one order: ledger, jobs, deliveries. Exit 1 if unknown, 2 if it failed."""
+def status(state: CliState, reference: str | None, store: str | None, limit: int, as_json: bool) -> None:
+    """The whole story of one order: ledger, jobs, deliveries. Exit 1 if unknown, 2 if it failed.
+
+    Without a reference: what happened lately, newest first, one line per event of an order.
+    """
     from workers.ops import order_story
 
+    if reference is None:
+        _recent(state, store, limit, as_json)
+        return
     ctx = _context(state)
     stories = [order_story(ctx.connection, ctx.events, ctx.ledger, sid, reference) for sid in _pick_stores(state, store)]
     found = [s for s in stories if s.found]
@@ -348,6 +356,24 @@ def status(state: CliState, reference: str, store: str | None, as_json: bool) ->
         sys.exit(1)
     if any(s.troubled for s in found):
         sys.exit(2)
+
+
+def _recent(state: CliState, store: str | None, limit: int, as_json: bool) -> None:
+    from bridge.tables import table
+    from workers.ops import recent_events
+
+    if store is not None:
+        _pick_stores(state, store)
+    events = recent_events(_context(state).events.queue, store, limit)
+    if as_json:
+        _echo_json([e.model_dump(mode="json") for e in events])
+        return
+    if not events:
+        click.echo(f"Nothing happened lately{' in ' + store if store else ''} (or it is older than the kept results).")
+        return
+    rows = [{"when": e.at, "store": e.store, "reference": e.reference, "event": e.event, "outcome": e.outcome,
+             "points": e.points, "reason": e.reason} for e in events]
+    click.echo(table(rows, ["when", "store", "reference", "event", "outcome", "points", "reason"]))
 
 
 def _print_story(story: Any) -> None:

@@ -14,7 +14,7 @@ from redis import Redis
 from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
-from rq.registry import FailedJobRegistry
+from rq.registry import FailedJobRegistry, FinishedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 from workers.event_queue import EventQueue
 from workers.ledger import REFUND_PREFIX, Ledger, LedgerRecord, utcnow
@@ -95,6 +95,58 @@ def order_story(connection: Redis, events: EventQueue, ledger: Ledger, store: st
     jobs = fetch_jobs(connection, events.job_ids_for(store, order_id)) if order_id else []
     return OrderStory(store=store, reference=reference, order_id=order_id, ledger=ledger.get(store, reference),
                       jobs=[view(job, events) for job in jobs])
+
+
+class RecentEvent(BaseModel):
+    """One event of one order, as it last stood: the line ``bridge status`` prints for it."""
+
+    at: datetime | None
+    store: str | None
+    reference: str | None
+    event: str | None
+    outcome: str
+    points: int | None = None
+    reason: str | None = None
+    job_id: str
+
+
+def _recent(job: Job) -> RecentEvent:
+    meta = job.meta
+    status = job.get_status(refresh=False)
+    result = job.return_value(refresh=False) if status == JobStatus.FINISHED else None
+    outcome, points, reason = str(status.value if status else "unknown"), None, None
+    if isinstance(result, dict):
+        outcome, points, reason = result.get("outcome", outcome), result.get("points"), result.get("reason")
+    elif status == JobStatus.FAILED:
+        reason = last_error(job)
+    elif status == JobStatus.SCHEDULED:
+        if meta.get("due_at"):
+            outcome, reason = f"pending until {meta['due_at']}", "the store's award delay"
+        else:
+            outcome, reason = "waiting", last_error(job)
+    moments = [t for t in (job.ended_at, job.started_at, job.enqueued_at, job.created_at) if t]
+    return RecentEvent(at=_aware(moments[0]) if moments else None, store=meta.get("store"),
+                       reference=meta.get("reference") or (result or {}).get("reference"), event=meta.get("kind"),
+                       outcome=outcome, points=points, reason=reason, job_id=job.id)
+
+
+def recent_events(queue: Queue, store: str | None = None, limit: int = 20) -> list[RecentEvent]:
+    """The latest events of the bridge's orders, newest first, from what RQ keeps anyway: the
+    finished and failed registries (scored by expiry, so by when each job ended), the scheduled
+    (waiting, or pending until an award delay ends), the running and the queued jobs."""
+    connection = queue.connection
+    wanted = limit * 4 + 50  # other stores' and privacy jobs are filtered out after reading
+    ids: list[str] = []
+    for registry in (FinishedJobRegistry(queue=queue), FailedJobRegistry(queue=queue)):
+        raw: list[bytes] = connection.zrevrange(registry.key, 0, wanted - 1)  # type: ignore[assignment]
+        ids += [r.decode() for r in raw]
+    for registry in (ScheduledJobRegistry(queue=queue), StartedJobRegistry(queue=queue)):
+        ids += registry.get_job_ids()
+    ids += queue.get_job_ids(0, wanted)
+    events = [_recent(job) for job in fetch_jobs(connection, dict.fromkeys(ids))
+              if job.meta.get("kind") in ("paid", "refund", "cancel") and store in (None, job.meta.get("store"))]
+    events.sort(key=lambda e: e.at or datetime.min.replace(tzinfo=UTC), reverse=True)
+    return events[:limit]
 
 
 def parse_since(text: str) -> datetime:

@@ -289,3 +289,28 @@ def test_resolve_records_or_releases_a_deduction_a_person_checked(env: dict[str,
     assert record.refunds["4301"].transaction_id == 777 and record.inflight == {}
     again = cli(env, "resolve", "WC-4210", "--store", "coffee-woo", "--refund", "4302", "--not-landed")
     assert again.exit_code == 1 and "no call of refund 4302 is in flight" in again.output
+
+
+def test_status_without_a_reference_lists_what_happened_lately(env: dict[str, str], ctx: WorkerContext,
+                                                              sandbox: SandboxServer) -> None:
+    """An operator's first question: newest first, a line per event, from what RQ keeps anyway."""
+    deliver(ctx)                                                   # WC-4210 paid
+    deliver(ctx, "pending", "order.created")                       # ignored at the door: no event
+    run_jobs(ctx)
+    deliver(ctx, "partial_refund", "order.updated")                # then a refund of it
+    deliver(ctx, "cancelled_after_payment", "order.updated")       # never awarded: kept for the award
+    run_jobs(ctx)
+    result = cli(env, "status")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split() == ["WHEN", "STORE", "REFERENCE", "EVENT", "OUTCOME", "POINTS", "REASON"]
+    assert "paid" in lines[-1] and "awarded" in lines[-1] and "278" in lines[-1]     # the oldest last
+    events = json.loads(cli(env, "status", "--json", "--limit", "2").output)
+    assert len(events) == 2
+    everything = json.loads(cli(env, "status", "--json").output)
+    assert [(e["reference"], e["event"], e["outcome"], e["points"]) for e in everything][-1] == (
+        "WC-4210", "paid", "awarded", 278)
+    assert {(e["reference"], e["event"], e["outcome"]) for e in everything} == {
+        ("WC-4210", "paid", "awarded"), ("WC-4210", "refund", "deducted"), ("WC-4214", "cancel", "pending the award")}
+    assert json.loads(cli(env, "status", "--json", "--store", "coffee-shopify").output) == []
+    assert cli(env, "status", "--store", "nope").exit_code == 1
