@@ -1,5 +1,6 @@
 """The chaos run: thousands of webhooks — paid orders, partial refunds, cancellations, duplicates,
-out-of-order deliveries, on a store that leaves tax and shipping out too — against the sandbox
+out-of-order deliveries, on a store that leaves tax and shipping out and on one that holds awards
+back (an award delay) too — against the sandbox
 answering 10% of calls with a 5xx, losing some answers after committing, and committing some calls
 slowly (the answer times out, the list shows it seconds later), while workers are SIGKILLed at
 random. At the end the sandbox's balances and the ledger must equal the totals computed
@@ -121,11 +122,11 @@ def _sandbox_side(transactions: list[dict[str, Any]], order: PlannedOrder) -> st
 
 def run(orders: int = 2000, webs: int = 2, workers: int = 3, error_rate: float = 0.1,
         lost_answer_rate: float = 0.02, slow_commit_rate: float = 0.03, net_share: float = 0.3,
-        kill_every: float = 3.0, seed: int = 7, senders: int = 12, timeout: float = 900,
+        later_share: float = 0.15, kill_every: float = 3.0, seed: int = 7, senders: int = 12, timeout: float = 900,
         workdir: Path | None = None) -> Report:
     """Run the chaos scenario and return its report."""
     rng = random.Random(seed)
-    planned = plan(orders, rng, net_share=net_share)
+    planned = plan(orders, rng, net_share=net_share, later_share=later_share)
     sends = schedule(planned, rng)
     report = Report(orders=orders)
     sandbox = SandboxConfig(error_rate=error_rate, error_after_commit_rate=lost_answer_rate,
@@ -172,12 +173,14 @@ def main() -> None:
     parser.add_argument("--error-rate", type=float, default=0.1)
     parser.add_argument("--slow-commit-rate", type=float, default=0.03)
     parser.add_argument("--net-share", type=float, default=0.3, help="share of orders on the net store")
+    parser.add_argument("--later-share", type=float, default=0.15, help="share on the store with an award delay")
     parser.add_argument("--kill-every", type=float, default=3.0, help="mean seconds between worker kills")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--timeout", type=float, default=1800)
     args = parser.parse_args()
     report = run(orders=args.orders, webs=args.webs, workers=args.workers, error_rate=args.error_rate,
-                 slow_commit_rate=args.slow_commit_rate, net_share=args.net_share, kill_every=args.kill_every,
+                 slow_commit_rate=args.slow_commit_rate, net_share=args.net_share, later_share=args.later_share,
+                 kill_every=args.kill_every,
                  seed=args.seed, timeout=args.timeout)
     print(json.dumps(report.as_dict(), indent=2))
     raise SystemExit(1 if report.differences else 0)

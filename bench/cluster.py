@@ -30,7 +30,8 @@ from workers.event_queue import EventQueue
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 API_KEY, API_SECRET = "lty_cluster_key", "cluster-api-secret"
-SECRETS = {"woo": "cluster-woo-secret", "shop": "cluster-shopify-secret", "net": "cluster-net-secret"}
+SECRETS = {"woo": "cluster-woo-secret", "shop": "cluster-shopify-secret", "net": "cluster-net-secret",
+           "later": "cluster-later-secret"}
 
 STORES_TOML = """
 [stores.woo]
@@ -60,6 +61,17 @@ api_url = "{api}"
 rate_limit_per_minute = {rate}
 reference_format = "NET-{{number}}"
 amount_basis = "total_excl_shipping_and_tax"
+
+# Pending points: each award 3 s after payment, for what the customer kept.
+[stores.later]
+platform = "woocommerce"
+webhook_secrets = ["{later}"]
+api_key = "{key}"
+api_secret = "${{CLUSTER_API_SECRET}}"
+api_url = "{api}"
+rate_limit_per_minute = {rate}
+reference_format = "LT-{{number}}"
+award_delay = "3s"
 """
 
 # Fast retries, quick hand-over of a dead worker's job: a deployment tuned for tests.

@@ -6,7 +6,10 @@ The expected points are computed here, independently of the bridge, from the san
 to the money paid back, rounded down, and a full refund or a cancellation takes back all that
 remains. On the ``net`` store (a Shopify shop whose points are on goods only, tax and shipping
 left out) a refund of n of an order's q units takes back n/q of the points, whatever tax and
-shipping came with it, and a refund of shipping alone takes back nothing.
+shipping came with it, and a refund of shipping alone takes back nothing. The ``later`` store holds
+each award back 3 s after payment (an award delay): its orders and refunds are in whole euros, so
+the points are the same whether a refund comes before the award (an award for what was kept) or
+after it (a deduction), and the run need not care which.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import ROUND_FLOOR, Decimal
 from fractions import Fraction
 
@@ -54,17 +58,24 @@ class PlannedOrder:
     shipping_tax: Decimal = Decimal(0)
     refund_units: dict[int, int] = field(default_factory=dict)
     shipping_refunds: set[int] = field(default_factory=set)
+    # The later store's orders (WooCommerce, an award delay), paid now unless ``paid_at`` says when.
+    later: bool = False
+    paid_at: datetime | None = None
 
     @property
     def store(self) -> str:
         if self.net:
             return "net"
+        if self.later:
+            return "later"
         return "woo" if self.platform == "woocommerce" else "shop"
 
     @property
     def reference(self) -> str:
         if self.net:
             return f"NET-{self.order_id % 100000}"
+        if self.later:
+            return f"LT-{self.order_id}"
         return f"WC-{self.order_id}" if self.platform == "woocommerce" else f"SH-{self.order_id % 100000}"
 
     @property
@@ -93,21 +104,27 @@ def _vat(gross: Decimal) -> Decimal:
     return (gross * 21 / 121).quantize(Decimal("0.01"))
 
 
-def plan(count: int, rng: random.Random, first_id: int = 700_000, net_share: float = 0.0) -> list[PlannedOrder]:
+def plan(count: int, rng: random.Random, first_id: int = 700_000, net_share: float = 0.0,
+         later_share: float = 0.0) -> list[PlannedOrder]:
     """``count`` orders: about a third refunded in part, some twice, a tenth cancelled; a
-    ``net_share`` of them on the net store."""
+    ``net_share`` of them on the net store, a ``later_share`` on the later store."""
     orders = []
     for i in range(count):
         order_id, email = first_id + i, f"chaos-{first_id + i}@example.com"
-        if rng.random() < net_share:
+        draw = rng.random()
+        if draw < net_share:
             orders.append(_plan_net(order_id, email, rng, first_id * 10 + i * 3))
             continue
-        platform = rng.choice(["woocommerce", "shopify"])
-        total = Decimal(rng.randint(500, 25_000)) / 100
-        order = PlannedOrder(platform, order_id, email, total)
+        later = draw < net_share + later_share
+        platform = "woocommerce" if later else rng.choice(["woocommerce", "shopify"])
+        cents = 100 if later else 1  # whole euros on the later store
+        total = Decimal(rng.randint(500 // cents, 25_000 // cents) * cents) / 100
+        order = PlannedOrder(platform, order_id, email, total, later=later)
         if rng.random() < 0.35:
             for n in range(rng.choice([1, 1, 2])):
-                order.refunds.append((first_id * 10 + i * 3 + n, Decimal(rng.randint(100, int(total * 40))) / 100))
+                amount = Decimal(rng.randint(1, int(total * 40) // 100) * 100 if later
+                                 else rng.randint(100, int(total * 40))) / 100
+                order.refunds.append((first_id * 10 + i * 3 + n, amount))
         order.cancelled = rng.random() < 0.1
         orders.append(order)
     return orders
@@ -137,9 +154,11 @@ def _plan_net(order_id: int, email: str, rng: random.Random, first_refund: int) 
 
 
 def _woo(order: PlannedOrder, status: str, refunds: list[tuple[int, Decimal]]) -> dict[str, object]:
+    # The later store's orders are paid now: their award delay counts from here.
+    paid = (order.paid_at or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S") if order.later else "2026-11-27T10:00:05"
     return {
         "id": order.order_id, "number": str(order.order_id), "status": status, "currency": "EUR",
-        "date_created": "2026-11-27T10:00:00", "date_paid": "2026-11-27T10:00:05", "total": str(order.total),
+        "date_created": "2026-11-27T10:00:00", "date_paid": paid, "date_paid_gmt": paid, "total": str(order.total),
         "total_tax": "0.00", "shipping_total": "0.00", "shipping_tax": "0.00", "discount_total": "0.00",
         "discount_tax": "0.00", "customer_id": 0, "billing": {"first_name": "Chaos", "email": order.email},
         "line_items": [{"id": 1, "name": "Black Friday bundle", "product_id": 42, "quantity": 1,

@@ -391,6 +391,9 @@ def _print_story(story: Any) -> None:
                    f"{', ' + r.source if r.source != 'created' else ''})")
     if ledger.award:
         click.echo(f"  remaining {ledger.points_remaining} points")
+    if ledger.due:
+        click.echo(f"  pending   award until {ledger.due.due_at} (the store's award delay; "
+                   "`bridge replay --now` awards it at once)")
     if ledger.skipped:
         click.echo(f"  skipped   {ledger.skipped.reason} ({ledger.skipped.at})")
     if ledger.failed:
@@ -466,13 +469,16 @@ def failed(state: CliState, store: str | None, since: str | None, as_json: bool)
 @click.option("--since", help="With --failed: only failures newer than this (2h, 3d, an ISO date).")
 @click.option("--event", type=click.Choice(["paid", "refund", "cancel"]), help="Only this event of the orders.")
 @click.option("--dry-run", is_flag=True, help="Say what would be replayed, change nothing.")
+@click.option("--now", "due_now_", is_flag=True,
+              help="Award orders held back by the store's award delay now, not when they fall due.")
 @click.option("--wait", default=120.0, show_default=True, type=float,
               help="Seconds to wait for the workers' results (0: just queue them).")
 @click.pass_obj
 def replay(state: CliState, references: tuple[str, ...], replay_failed: bool, store: str | None, since: str | None,
-           event: str | None, dry_run: bool, wait: float) -> None:
-    """Run jobs again from their kept payloads. Idempotent: what is already done stays as it is."""
-    from workers.ops import already_done, failed_jobs, fetch_jobs, parse_since, requeue, wait_for
+           event: str | None, dry_run: bool, due_now_: bool, wait: float) -> None:
+    """Run jobs again from their kept payloads. Idempotent: what is already done stays as it is
+    (an award held back by the store's award delay stays so, unless --now)."""
+    from workers.ops import already_done, due_now, failed_jobs, fetch_jobs, parse_since, requeue, wait_for
 
     if replay_failed == bool(references):
         raise click.UsageError("give either --failed or one or more references")
@@ -508,6 +514,8 @@ def replay(state: CliState, references: tuple[str, ...], replay_failed: bool, st
         if dry_run:
             click.echo(f"{label}: would replay ({job.get_status()})")
             continue
+        if due_now_ and (what := due_now(ctx.events, ctx.ledger, job)):
+            click.echo(f"{label}: {what}")
         requeue(ctx.events, job, ctx.retry_policy)
         to_wait.append(job.id)
     if dry_run:

@@ -13,11 +13,12 @@ import string
 import tomllib
 from functools import cached_property
 from collections.abc import Iterator, Mapping
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 
 Platform = Literal["woocommerce", "shopify"]
 AmountBasis = Literal["total", "total_excl_shipping", "total_excl_shipping_and_tax"]
@@ -29,6 +30,31 @@ REFERENCE_FIELDS = {"number", "id", "name"}
 DEFAULT_REFERENCE_FORMAT: dict[str, str] = {"woocommerce": "WC-{number}", "shopify": "SH-{number}"}
 ENV_STORE_ID = "default"
 ENV_STORE_PREFIX = "BRIDGE_STORE_"
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(value: Any) -> Any:
+    """``"14d"``, ``"12h"``, ``"30m"``, ``"45s"`` or a number of seconds; anything else is left to
+    pydantic (ISO 8601 ``P14D`` works too)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    if isinstance(value, str) and (match := _DURATION.match(value)):
+        return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+    if isinstance(value, str) and not value.strip().upper().startswith("P"):
+        raise ValueError(f"{value!r} is not a duration: write it like 14d, 12h, 30m or 45s")
+    return value
+
+
+def _within_a_year(value: timedelta) -> timedelta:
+    if not timedelta(0) <= value <= timedelta(days=365):
+        raise ValueError("must be between 0 and 365 days")
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration), AfterValidator(_within_a_year)]
 
 
 class ConfigError(Exception):
@@ -73,6 +99,9 @@ class StoreConfig(BaseModel):
     gift_card_product_ids: frozenset[int] = frozenset()
     # Loyalty.lt allows 60 requests per minute per API key.
     rate_limit_per_minute: int = Field(default=60, ge=1)
+    # Points pending until the return window has passed ("14d"; 0 = award at once): the award is made
+    # this long after payment, for what the customer kept.
+    award_delay: Duration = timedelta(0)
     # The shop's own API (optional): `bridge connect`, the webhook watch, `bridge backfill` and the
     # periodic sync. WooCommerce: the site root and a REST key pair; Shopify: https://<shop>.myshopify.com
     # and a custom app's Admin API access token.

@@ -14,29 +14,35 @@ finds the award recorded) applies them, so none is forgotten, whatever crashed i
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 from config.log_format import log
 from config.stores import StoreConfig
-from workers import recovery, refunds
+from workers import award_delay, recovery, refunds
+from workers.award_delay import Kept
 from workers.context import WorkerContext
 from workers.job_errors import Wait
 from workers.ledger import AWARD, Award, LedgerRecord, utcnow
 from workers.loyalty import AlreadyDone, CartItem, CreateTransactionRequest, NotSent, PermanentError
 from workers.orders import Order, mask_email
 from workers.outcome import Outcome
-from workers.recovery import CANCEL
+from workers.ledger import CANCEL
 
 logger = logging.getLogger("workers.award")
 CANCELLED_FIRST = "the order was cancelled before its payment was processed here"
+CANCELLED_DURING_DELAY = "the order was cancelled before its award was due (the store's award delay)"
 
 
-def create_request(order: Order, store: StoreConfig) -> CreateTransactionRequest:
-    """The create-transaction call for a paid order (gift cards neither earn nor appear as items)."""
+def create_request(order: Order, store: StoreConfig, kept: Kept | None = None) -> CreateTransactionRequest:
+    """The create-transaction call for a paid order (gift cards neither earn nor appear as items);
+    with ``kept``, for what the customer kept after refunds made during an award delay."""
+    lines = kept.lines if kept is not None else order.lines
     items = [CartItem(product_id=line.product_id, product_name=line.name, quantity=line.quantity,
                       unit_price=line.unit_price, total_price=line.total, sku=line.sku)
-             for line in order.lines if not line.gift_card]
+             for line in lines if not line.gift_card]
     return CreateTransactionRequest(
-        user_email=order.email, order_id=order.reference, order_total=order.points_base(store),
+        user_email=order.email, order_id=order.reference,
+        order_total=kept.draft.base if kept is not None else order.points_base(store),
         currency=order.currency, shop_id=store.shop_id, partner_card_id=store.partner_card_id,
         points_redeemed=order.points_redeemed or None,
         points_discount_amount=order.points_discount if order.points_redeemed else None,
@@ -78,27 +84,40 @@ def award_order(ctx: WorkerContext, store: StoreConfig, order: Order, job_id: st
         reason = order.skip_reason(store)
         if CANCEL in record.pending or CANCEL in record.refunds:
             # Deliveries can arrive out of order: a cancellation seen first means nothing to award.
-            reason = CANCELLED_FIRST
+            reason = CANCELLED_DURING_DELAY if record.due is not None else CANCELLED_FIRST
+        kept = None
+        if reason is None and (due := award_delay.due_time(ctx.ledger, store, order, record)) is not None:
+            if datetime.now(UTC) < due:
+                raise award_delay.NotDue(reference, due)
+            kept = award_delay.kept_award(order, draft, record.pending.values(), store)
+            reason = kept.skip
         if reason is not None:
-            ctx.ledger.record_skip(store.id, reference, "paid", reason)
-            for pending in record.pending.values():
-                refunds.record_nothing(ctx, store, reference, pending.refund, None,
-                                       f"the order earned nothing ({reason})", "skipped")
-            return Outcome(outcome="skipped", reference=reference, reason=reason)
-        award = _create(ctx, store, order, draft, job_id)
-        ctx.ledger.record_award(store.id, reference, award)
+            return _skip(ctx, store, record, reason)
+        award = _create(ctx, store, order, kept, job_id)
+        ctx.ledger.record_award(store.id, reference, award, record.absorbed(kept.absorbs if kept else []))
         applied = apply_pending(ctx, store, ctx.ledger.get(store.id, reference), job_id, order.email)
     log(logger, "awarded", store=store.id, reference=reference, email=mask_email(order.email), points=award.points)
     return Outcome(outcome="awarded", reference=reference, points=award.points, transaction_id=award.transaction_id,
                    reason=applied)
 
 
-def _create(ctx: WorkerContext, store: StoreConfig, order: Order, draft: Award, job_id: str) -> Award:
+def _skip(ctx: WorkerContext, store: StoreConfig, record: LedgerRecord, reason: str) -> Outcome:
+    """The order earns nothing: recorded, with the refunds that came before it as taking nothing back."""
+    ctx.ledger.record_skip(store.id, record.reference, "paid", reason)
+    for pending in record.pending.values():
+        refunds.record_nothing(ctx, store, record.reference, pending.refund, None,
+                               f"the order earned nothing ({reason})", "skipped")
+    return Outcome(outcome="skipped", reference=record.reference, reason=reason)
+
+
+def _create(ctx: WorkerContext, store: StoreConfig, order: Order, kept: Kept | None, job_id: str) -> Award:
     """The create call, marked in flight from just before it leaves; the award it made."""
     client = ctx.client(store)
-    request = create_request(order, store)
+    request = create_request(order, store, kept)
+    draft = kept.draft if kept is not None else draft_award(order, store)
     ctx.reserve_slot(store)
-    token = ctx.ledger.mark_in_flight(store.id, order.reference, AWARD, job_id, award=draft)
+    token = ctx.ledger.mark_in_flight(store.id, order.reference, AWARD, job_id, award=draft,
+                                      absorbs=kept.absorbs if kept else None)
     try:
         result = client.create_transaction(request)
     except AlreadyDone:

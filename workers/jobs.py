@@ -26,6 +26,7 @@ from config.log_format import log
 from config.stores import StoreConfig
 from workers import context
 from workers.award import award_order
+from workers.award_delay import NotDue
 from workers.context import WorkerContext
 from workers.events import Event
 from workers.job_errors import JobFailed, Wait
@@ -63,6 +64,8 @@ def process_event(event: dict[str, Any], payload: str) -> dict[str, Any] | Retry
                               "request_id": job.meta.get("request_id") if job else None}
     try:
         outcome = _process(ctx, ev, payload, job)
+    except NotDue as exc:
+        return _hold_back(ctx, job, ev, exc, fields)
     except Wait as exc:
         delay = exc.delay if exc.delay is not None else ctx.settings.wait_delay
         return _come_back(ctx, job, ev, exc, fields, "wait", ctx.retry_policy.wait(job, delay) if job else None)
@@ -106,6 +109,18 @@ def _come_back(ctx: WorkerContext, job: Job | None, ev: Event, exc: Exception, f
     log(logger, "job", logging.WARNING if kind == "retry" else logging.INFO, **fields)
     observe_job(ev.kind, kind)
     return retry
+
+
+def _hold_back(ctx: WorkerContext, job: Job | None, ev: Event, exc: NotDue, fields: dict[str, Any]) -> Retry:
+    """An award pending until the store's award delay has passed: RQ's scheduler brings it back then."""
+    if job is not None:
+        job.meta["due_at"] = exc.due.isoformat(timespec="seconds")
+        job.meta.pop("last_error", None)
+        job.save_meta()
+    fields.update(outcome="pending", reason=exc.reason, due_at=exc.due.isoformat(timespec="seconds"))
+    log(logger, "job", **fields)
+    observe_job(ev.kind, "pending")
+    return ctx.retry_policy.at_due_time(exc.delay or 0.0)
 
 
 def _fail(ctx: WorkerContext, job: Job | None, ev: Event, reason: str, fields: dict[str, Any]) -> None:

@@ -8,6 +8,8 @@ One Redis hash per (store, reference). Its fields, each a small JSON document:
   order paid back, when);
 - ``pending:<id>``: a refund (or the cancellation) that came before the award, with what the award
   needs to apply it: every path that records an award applies these;
+- ``due``: when the award of a store with an ``award_delay`` falls due (pending points); the
+  refunds that come meanwhile wait in ``pending:<id>`` and the award is for what was kept;
 - ``skipped``: why the order earns nothing (a guest, a test order, a zero base);
 - ``failed``: the last permanent failure, until a later success clears it;
 - ``inflight:<op>``: an API call made or about to be made, whose outcome is not recorded yet, with
@@ -15,7 +17,8 @@ One Redis hash per (store, reference). Its fields, each a small JSON document:
   it landed before anything else is decided (:mod:`workers.recovery`). Each mark carries the token
   of the attempt that set it, and only that attempt may take it back unresolved.
 
-Entries keep no customer email or name. Awards are also indexed by time per store, for reconcile.
+Entries keep no customer email or name. Awards are also indexed by time per store, for reconcile,
+and pending awards by due time, for metrics and ``bridge status``.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ from workers.orders import Refund
 
 KEY_PREFIX = "lb:"
 AWARD = "award"
+CANCEL = "cancel"  # the refund id of an order's cancellation
+DUE = "due"
 SKIPPED = "skipped"
 FAILED = "failed"
 REFUND_PREFIX = "refund:"
@@ -100,6 +105,20 @@ class PendingRefund(BaseModel):
     at: str  # to the microsecond: pending refunds are applied in the order they came
     job_id: str | None = None
 
+    def absorbed(self) -> AppliedRefund:
+        """This refund as recorded when a delayed award was made for what was kept: nothing to take back."""
+        return AppliedRefund(points=0, amount=self.refund.amount, currency=self.refund.currency, share=Decimal(0),
+                             at=utcnow(), kind=self.kind,
+                             source="refunded during the award delay: the award was for what was kept")
+
+
+class DueAward(BaseModel):
+    """An award held back until the store's return window has passed."""
+
+    due_at: str
+    delay: float  # the store's award_delay (seconds) when the order was paid
+    at: str
+
 
 class Note(BaseModel):
     """A skip or a failure, with the reason a person can read."""
@@ -121,6 +140,8 @@ class InFlight(BaseModel):
     # the award (its transaction id and points still unknown) or the deduction.
     award: Award | None = None
     deduction: AppliedRefund | None = None
+    # The pending refunds a delayed award was made without (recorded with the award, never deducted).
+    absorbs: list[str] = []
 
 
 class LedgerRecord(BaseModel):
@@ -131,13 +152,19 @@ class LedgerRecord(BaseModel):
     award: Award | None = None
     refunds: dict[str, AppliedRefund] = {}
     pending: dict[str, PendingRefund] = {}
+    due: DueAward | None = None
     skipped: Note | None = None
     failed: Note | None = None
     inflight: dict[str, InFlight] = {}
 
     @property
     def exists(self) -> bool:
-        return bool(self.award or self.refunds or self.pending or self.skipped or self.failed or self.inflight)
+        return bool(self.award or self.refunds or self.pending or self.due or self.skipped or self.failed
+                    or self.inflight)
+
+    def absorbed(self, refund_ids: list[str]) -> dict[str, AppliedRefund]:
+        """The pending refunds a delayed award absorbed, as recorded with it (taking back nothing)."""
+        return {rid: self.pending[rid].absorbed() for rid in refund_ids if rid in self.pending}
 
     @property
     def points_taken_back(self) -> int:
@@ -179,6 +206,11 @@ class Ledger:
         return f"{KEY_PREFIX}awards:{store}"
 
     @staticmethod
+    def due_key(store: str) -> str:
+        """Sorted set of the store's pending awards, scored by when each falls due."""
+        return f"{KEY_PREFIX}due:{store}"
+
+    @staticmethod
     def lock_key(store: str, reference: str) -> str:
         return f"{KEY_PREFIX}lock:{store}:{reference}"
 
@@ -195,6 +227,8 @@ class Ledger:
                 record.award = Award.model_validate(doc)
             elif name == SKIPPED:
                 record.skipped = Note.model_validate(doc)
+            elif name == DUE:
+                record.due = DueAward.model_validate(doc)
             elif name == FAILED:
                 record.failed = Note.model_validate(doc)
             elif name.startswith(REFUND_PREFIX):
@@ -217,11 +251,13 @@ class Ledger:
             pipe.execute()
 
     def mark_in_flight(self, store: str, reference: str, op: str, job_id: str | None, *,
-                       award: Award | None = None, deduction: AppliedRefund | None = None) -> str:
+                       award: Award | None = None, deduction: AppliedRefund | None = None,
+                       absorbs: list[str] | None = None) -> str:
         """Note that the call for ``op`` ("award" or "refund:<id>") is being made; returns the
         attempt's token, which :meth:`clear_in_flight` needs."""
         token = uuid.uuid4().hex
-        mark = InFlight(at=utcnow(), job_id=job_id, token=token, award=award, deduction=deduction)
+        mark = InFlight(at=utcnow(), job_id=job_id, token=token, award=award, deduction=deduction,
+                        absorbs=absorbs or [])
         self._write(store, reference, {INFLIGHT_PREFIX + op: mark})
         return token
 
@@ -234,14 +270,32 @@ class Ledger:
         """Drop a mark whatever its token: a person checked that its call did not land (`bridge resolve`)."""
         self.connection.hdel(self.key(store, reference), INFLIGHT_PREFIX + op)
 
-    def record_award(self, store: str, reference: str, award: Award) -> None:
-        """The order got its points; clears the in-flight mark, any skip and any failure."""
-        self._write(store, reference, {AWARD: award}, delete=(INFLIGHT_PREFIX + AWARD, SKIPPED, FAILED))
+    def record_award(self, store: str, reference: str, award: Award,
+                     absorbed: dict[str, AppliedRefund] | None = None) -> None:
+        """The order got its points; clears the in-flight mark, the due time, any skip and any failure.
+
+        ``absorbed``: the pending refunds a delayed award was made without, recorded in the same write
+        so that no crash leaves them to be deducted from an award that already left them out.
+        """
+        absorbed = absorbed or {}
+        fields: dict[str, BaseModel] = {AWARD: award, **{REFUND_PREFIX + rid: a for rid, a in absorbed.items()}}
+        self._write(store, reference, fields, delete=(INFLIGHT_PREFIX + AWARD, DUE, SKIPPED, FAILED,
+                                                      *(PENDING_PREFIX + rid for rid in absorbed)))
         at = datetime.fromisoformat(award.at).timestamp()
         with self.connection.pipeline() as pipe:
             pipe.zadd(self.awards_key(store), {reference: at})
             pipe.zremrangebyscore(self.awards_key(store), 0, at - self.retention)
+            pipe.zrem(self.due_key(store), reference)
             pipe.execute()
+
+    def record_due(self, store: str, reference: str, due: DueAward) -> None:
+        """The order's award is held back until ``due.due_at``."""
+        self._write(store, reference, {DUE: due})
+        self.connection.zadd(self.due_key(store), {reference: datetime.fromisoformat(due.due_at).timestamp()})
+
+    def pending_awards(self, store: str) -> int:
+        """How many of the store's awards are held back now."""
+        return int(self.connection.zcard(self.due_key(store)))  # type: ignore[arg-type]
 
     def update_award(self, store: str, reference: str, award: Award) -> None:
         """Complete an award already recorded (e.g. its card, read later from the list)."""
@@ -260,7 +314,8 @@ class Ledger:
 
     def record_skip(self, store: str, reference: str, event: str, reason: str) -> None:
         """The order earns nothing, and why."""
-        self._write(store, reference, {SKIPPED: Note(reason=reason, event=event, at=utcnow())}, delete=(FAILED,))
+        self._write(store, reference, {SKIPPED: Note(reason=reason, event=event, at=utcnow())}, delete=(FAILED, DUE))
+        self.connection.zrem(self.due_key(store), reference)
 
     def record_failure(self, store: str, reference: str, event: str, reason: str, job_id: str | None) -> None:
         """A job for this order failed for good (until replayed)."""

@@ -22,6 +22,8 @@ from redis.exceptions import RedisError
 from rq import Queue
 from rq.registry import DeferredJobRegistry, FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
+from workers.ledger import Ledger
+
 WEBHOOKS = Counter("bridge_webhooks_total", "Webhook deliveries by platform, store and outcome.",
                    ["platform", "store", "outcome"])
 WEBHOOK_SECONDS = Histogram("bridge_webhook_seconds", "Time to answer a webhook.", ["platform"],
@@ -76,13 +78,19 @@ class QueueCollector(Collector):
         queue = Queue(self.queue_name, connection=self.connection)
         registries = {"scheduled": ScheduledJobRegistry, "started": StartedJobRegistry,
                       "deferred": DeferredJobRegistry, "failed": FailedJobRegistry}
+        pending = GaugeMetricFamily("bridge_pending_awards", "Awards held back by the store's award delay.",
+                                    labels=["store"])
         try:
             depth.add_metric([self.queue_name, "queued"], queue.count)
             for state, registry in registries.items():
                 depth.add_metric([self.queue_name, state], registry(queue=queue).get_job_count(cleanup=False))
+            for key in self.connection.scan_iter(match=Ledger.due_key("*"), count=100):
+                store = key.decode().removeprefix(Ledger.due_key(""))
+                pending.add_metric([store], float(self.connection.zcard(key)))  # type: ignore[arg-type]
         except RedisError:
             return
         yield depth
+        yield pending
 
 
 class ShopCollector(Collector):

@@ -192,6 +192,24 @@ def already_done(ledger: Ledger, job: Job) -> str | None:
     return None
 
 
+def due_now(events: EventQueue, ledger: Ledger, job: Job) -> str | None:
+    """Make a held-back award fall due now (`bridge replay --now`); says what it did, or None when the
+    job's order has no award pending."""
+    meta = job.meta
+    reference = meta.get("reference")
+    if meta.get("kind") != "paid" or not reference:
+        return None
+    record = ledger.get(meta["store"], reference)
+    if record.due is None:
+        return None
+    ledger.record_due(meta["store"], reference, record.due.model_copy(update={"due_at": utcnow()}))
+    queue = events.queue
+    if job.get_status() == JobStatus.SCHEDULED:
+        ScheduledJobRegistry(queue=queue).remove(job)
+        queue.enqueue_job(job)
+    return f"was pending until {record.due.due_at}: due now"
+
+
 class ResolveError(Exception):
     """What a person asked to resolve cannot be resolved as asked (one line, for the CLI)."""
 

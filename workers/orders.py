@@ -8,6 +8,7 @@ and so does the share of a refund that took back money which had earned points.
 from __future__ import annotations
 
 import html
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any
 
@@ -60,6 +61,18 @@ def product_name(raw: str) -> str:
     return html.unescape(raw).strip()
 
 
+def moment(text: str | None) -> datetime | None:
+    """An ISO 8601 time from a payload, in UTC (a time without an offset is taken as UTC); None when
+    absent or unreadable."""
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 def line_total(gross: Decimal, discounts: Decimal) -> Decimal:
     """A line's money after its discounts, never below zero (a free line can carry a discount)."""
     return max(money(gross - discounts), ZERO)
@@ -78,6 +91,7 @@ class OrderLine(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
+    line_id: str | None = None  # the platform's line id: what a refund names when it returns the line
     product_id: int | None = None
     name: str
     sku: str | None = None
@@ -114,6 +128,8 @@ class Order(BaseModel):
     test: bool = False
     # Why the payload itself says the order is no longer paid (voided, refunded, cancelled), if it does.
     undone: str | None = None
+    # When it was paid, if the payload says (an award delay counts from then).
+    paid_at: datetime | None = None
 
     @property
     def gift_card_total(self) -> Decimal:

@@ -31,10 +31,9 @@ from decimal import Decimal
 from config.stores import StoreConfig
 from workers.context import WorkerContext
 from workers.job_errors import JobFailed, Wait
-from workers.ledger import AWARD, REFUND_PREFIX, AppliedRefund, Award, InFlight, LedgerRecord, utcnow
+from workers.ledger import AWARD, CANCEL, REFUND_PREFIX, AppliedRefund, Award, InFlight, LedgerRecord, utcnow
 from workers.loyalty import LoyaltyClient, Transaction, TransactionFilters
 
-CANCEL = "cancel"
 # A deduction listed a little before the mark's time is still a candidate (clocks differ).
 CLOCK_SLACK = timedelta(minutes=2)
 # Descriptions the bridge writes: "Refund <id> of <reference>" and "Cancellation of <reference>".
@@ -159,17 +158,19 @@ def _award_from(tx: Transaction, draft: Award, source: str) -> Award:
     })
 
 
-def resolve_award(ctx: WorkerContext, store: StoreConfig, reference: str, mark: InFlight,
+def resolve_award(ctx: WorkerContext, store: StoreConfig, record: LedgerRecord, mark: InFlight,
                   draft: Award | None = None) -> Award | None:
-    """The award an unanswered create call made, recorded; None when it did not land (the mark is
-    gone then). Raises :class:`Wait` while it may still land."""
+    """The award an unanswered create call made, recorded (with the pending refunds it was made
+    without); None when it did not land (the mark is gone then). Raises :class:`Wait` while it may
+    still land."""
+    reference = record.reference
     tx = find_purchase(ctx.client(store), store, reference)
     draft = mark.award or draft
     if tx is not None:
         if draft is None:  # a mark from before marks said what they were about: the paid job knows
             raise Wait(f"the award of {reference} landed; its own job records it")
         award = _award_from(tx, draft, "recovered")
-        ctx.ledger.record_award(store.id, reference, award)
+        ctx.ledger.record_award(store.id, reference, award, record.absorbed(mark.absorbs))
         return award
     _still_landing(ctx, mark, f"the award of {reference}")
     ctx.ledger.clear_in_flight(store.id, reference, AWARD, mark.token)
@@ -239,7 +240,7 @@ def settle(ctx: WorkerContext, store: StoreConfig, record: LedgerRecord, draft: 
     if not record.inflight:
         return record
     if AWARD in record.inflight and record.award is None:
-        resolve_award(ctx, store, record.reference, record.inflight[AWARD], draft)
+        resolve_award(ctx, store, record, record.inflight[AWARD], draft)
         record = ctx.ledger.get(store.id, record.reference)
     for op, mark in sorted(record.inflight.items()):
         if op.startswith(REFUND_PREFIX) and record.award is not None:

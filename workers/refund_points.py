@@ -56,23 +56,38 @@ def order_total_in(award: Award, currency: str | None, refund_id: str,
     raise JobFailed(f"refund {refund_id} of {reference} is in {currency}, but the order was paid in {paid}")
 
 
+@dataclass(frozen=True)
+class Share:
+    """What one refund is of its order: of the money paid (``paid``), and of the points base
+    (``earning``: the part of the points it takes back), both exact."""
+
+    currency: str
+    paid: Fraction
+    earning: Fraction
+
+
+def share_of(award: Award, refund: Refund, store: StoreConfig, reference: str) -> Share:
+    """The shares of the order ``refund`` paid back; ``award`` says what the order cost and earned."""
+    currency, total, to_shop = order_total_in(award, refund.currency, refund.refund_id, reference)
+    paid = Fraction(refund.amount) / Fraction(total) if total > 0 else Fraction(1 if refund.amount > 0 else 0)
+    items = refund.items
+    itemized = Fraction(items.total(award.taxes_included)) if items is not None else Fraction(0)
+    if items is not None and itemized > 0 and award.base > 0:
+        # The money paid back, split as its items were; the earning part, in the shop's currency.
+        earning = Fraction(refund.amount) * Fraction(items.earning(store, award.taxes_included)) / itemized
+        return Share(currency, paid, earning * to_shop / Fraction(award.base))
+    return Share(currency, paid, paid)
+
+
 def take_back(record: LedgerRecord, refund: Refund, store: StoreConfig) -> TakeBack:
     """The points ``refund`` takes back from the order's award (which must exist)."""
     award = record.award
     assert award is not None
     remaining = max(record.points_remaining, 0)
-    currency, total, to_shop = order_total_in(award, refund.currency, refund.refund_id, record.reference)
-    share = refund.amount / total if total > 0 else Decimal(1 if refund.amount > 0 else 0)
-    if record.share_refunded + share >= WHOLE or award.base <= 0:
-        return TakeBack(remaining, share, currency)
+    share = share_of(award, refund, store, record.reference)
+    paid = Decimal(share.paid.numerator) / Decimal(share.paid.denominator)
+    if record.share_refunded + paid >= WHOLE or award.base <= 0:
+        return TakeBack(remaining, paid, share.currency)
     # Exact fractions: a refund of exactly half must take exactly half, not 49.999… rounded down.
-    items = refund.items
-    itemized = Fraction(items.total(award.taxes_included)) if items is not None else Fraction(0)
-    if items is not None and itemized > 0:
-        # The money paid back, split as its items were; the earning part, in the shop's currency.
-        earning = Fraction(refund.amount) * Fraction(items.earning(store, award.taxes_included)) / itemized
-        fraction = earning * to_shop / Fraction(award.base)
-    else:
-        fraction = Fraction(refund.amount) / Fraction(total) if total > 0 else Fraction(1)
-    points = math.floor(award.points * fraction)
-    return TakeBack(max(min(points, remaining), 0), share, currency)
+    points = math.floor(award.points * share.earning)
+    return TakeBack(max(min(points, remaining), 0), paid, share.currency)

@@ -66,6 +66,12 @@ class RetryPolicy:
         """Come back after ``delay``; None when that would pass the window."""
         return self._after(job, delay)
 
+    @staticmethod
+    def at_due_time(delay: float) -> Retry:
+        """Come back after ``delay`` whatever the window: a held-back award is not failing (its
+        window starts when it falls due, see :func:`age`)."""
+        return Retry(max=MAX_ATTEMPTS, interval=[delay])  # type: ignore[list-item]
+
 
 def give_up(job: Job) -> None:
     """Send the job to the failed registry when it raises, instead of retrying it."""
@@ -73,11 +79,12 @@ def give_up(job: Job) -> None:
 
 
 def age(job: Job) -> float:
-    """Seconds since the job was created (its first delivery) or last replayed by a person."""
+    """Seconds since the job was created (its first delivery), last replayed by a person, or its
+    held-back award fell due."""
     created = job.created_at or datetime.now(UTC)
     if created.tzinfo is None:
         created = created.replace(tzinfo=UTC)
-    replayed = job.meta.get("replayed_at")
-    if replayed:
-        created = max(created, datetime.fromisoformat(replayed))
+    for moment in (job.meta.get("replayed_at"), job.meta.get("due_at")):
+        if moment:
+            created = max(created, datetime.fromisoformat(moment))
     return (datetime.now(UTC) - created).total_seconds()

@@ -9,6 +9,8 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -198,6 +200,23 @@ def test_slow_commits_are_found_late_never_made_twice(workdir: Path) -> None:
         assert check(c, orders) == []
         assert c.sandbox.sandbox.faults.injected["slow_commit"] > 0
         assert any(o.net and o.refunds for o in orders)
+
+
+def test_pending_awards_survive_a_redis_restart(workdir: Path) -> None:
+    """Awards held back by an award delay live in Redis (the ledger's due time, RQ's scheduled jobs):
+    a Redis restarted during the delay loses none, and each is made once when it falls due."""
+    soon = datetime.now(UTC) + timedelta(seconds=12)   # due 15 s from now: time to restart Redis meanwhile
+    orders = [PlannedOrder("woocommerce", 850000 + i, f"later-{i}@example.com", Decimal(10 + i), later=True,
+                           paid_at=soon) for i in range(8)]
+    with Cluster(workdir, webs=1, workers=2) as c:
+        send_all(c, [deliveries(o)[0] for o in orders])
+        wait_until(lambda: all(ledger(c).get(o.store, o.reference).due for o in orders), 30, "the awards to be held")
+        assert not [t for t in c.transactions() if t["type"] == "purchase"]
+        c.restart_redis(down_for=1.0)
+        c.wait_drained(120)
+        purchases = Counter(t["reference_number"] for t in c.transactions() if t["type"] == "purchase")
+        assert purchases == {o.reference: 1 for o in orders}
+        assert check(c, orders) == []
 
 
 def test_fifty_concurrent_identical_deliveries_make_one_award(workdir: Path) -> None:

@@ -24,6 +24,7 @@ from workers.orders import (
     Refund,
     RefundItems,
     line_total,
+    moment,
     money,
     normalize_email,
     parse,
@@ -162,6 +163,8 @@ class _Order(_OrderHead):
     test: bool = False
     financial_status: str | None = None
     cancelled_at: str | None = None
+    processed_at: str | None = None
+    created_at: str | None = None
 
 
 class _Transaction(_Model):
@@ -252,6 +255,7 @@ def _line(item: _LineItem, taxes_included: bool) -> OrderLine:
     tax = ZERO if taxes_included else sum((t.price for t in item.tax_lines), ZERO)
     total = line_total(item.price * item.quantity + tax, discount)
     return OrderLine(
+        line_id=str(item.id) if item.id is not None else None,
         product_id=item.product_id, name=product_name(item.name or item.title), sku=item.sku or None,
         quantity=item.quantity, unit_price=money(total / item.quantity) if item.quantity else total, total=total,
         gift_card=item.gift_card,
@@ -295,6 +299,7 @@ def map_order(payload: Mapping[str, Any], store: StoreConfig) -> Order:
         tax=order.total_tax, discounts=order.total_discounts,
         lines=[_line(i, order.taxes_included) for i in order.line_items],
         points_redeemed=redeemed, points_discount=redeemed_amount, test=order.test, undone=_undone(order),
+        paid_at=moment(order.processed_at) or moment(order.created_at),
     )
 
 

@@ -28,6 +28,7 @@ from workers.orders import (
     Refund,
     RefundItems,
     line_total,
+    moment,
     money,
     normalize_email,
     parse,
@@ -129,6 +130,7 @@ class _Billing(_Model):
 
 
 class _Order(_OrderHead):
+    date_paid_gmt: str | None = None
     currency: str
     total: PayloadMoney
     total_tax: PayloadMoney = ZERO
@@ -221,6 +223,7 @@ def map_order(payload: Mapping[str, Any], store: StoreConfig) -> Order:
     for line in order.line_items:
         total = line_total(line.total + line.total_tax, ZERO)
         lines.append(OrderLine(
+            line_id=str(line.id) if line.id is not None else None,
             product_id=line.product_id or None, name=product_name(line.name), sku=line.sku or None,
             quantity=line.quantity, unit_price=money(total / line.quantity) if line.quantity else total, total=total,
             gift_card=_is_gift_card(line, store),
@@ -233,6 +236,7 @@ def map_order(payload: Mapping[str, Any], store: StoreConfig) -> Order:
         total=order.total, taxes_included=False, shipping=order.shipping_total, shipping_tax=order.shipping_tax,
         tax=order.total_tax, discounts=order.discount_total + order.discount_tax, lines=lines,
         points_redeemed=redeemed, points_discount=redeemed_amount, undone=undone,
+        paid_at=moment(order.date_paid_gmt) or moment(order.date_paid),
     )
 
 
