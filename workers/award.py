@@ -153,6 +153,6 @@ def apply_pending(ctx: WorkerContext, store: StoreConfig, record: LedgerRecord, 
         record = ctx.ledger.get(store.id, record.reference)
         if refund_id in record.refunds:
             continue
-        outcome = refunds.apply(ctx, store, record, pending.refund, job_id, email)
+        outcome = refunds.apply(ctx, store, record, pending.refund, job_id, lambda: email)
         taken.append(f"{pending.kind} {refund_id}: {outcome.points or 0} points")
     return "applied what came before the award: " + ", ".join(taken) if taken else None

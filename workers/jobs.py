@@ -162,9 +162,10 @@ def _process(ctx: WorkerContext, ev: Event, payload: str, job: Job | None) -> Ou
             refund = _read(lambda: adapter.map_refund(data, ev.refund_id or "", store))
             if ev.reference and refund.reference is None:
                 refund = refund.model_copy(update={"reference": ev.reference})
-            return refund_order(ctx, store, refund, job_id, _customer_email(store, data))
+            return refund_order(ctx, store, refund, job_id, lambda: _customer_email(store, data))
         order_id, reference = _read(lambda: adapter.order_reference(data, store))
-        return refund_order(ctx, store, cancellation(store, order_id, reference), job_id, _customer_email(store, data))
+        return refund_order(ctx, store, cancellation(store, order_id, reference), job_id,
+                            lambda: _customer_email(store, data))
     except ValidationError as exc:
         # A request model refused what the payload made of it: retrying cannot change that.
         field, message = first_problem(exc)

@@ -14,6 +14,7 @@ refund takes back depends on what was taken back before. Then:
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,12 +25,14 @@ from workers.context import WorkerContext
 from workers.job_errors import Wait
 from workers.ledger import AppliedRefund, LedgerRecord, PendingRefund, utcnow
 from workers.loyalty import DeductPointsRequest, NotSent, PermanentError
-from workers.orders import ZERO, Refund, mask_email, money
+from workers.orders import ZERO, Refund, money
 from workers.outcome import Outcome
 from workers.recovery import CANCEL, deduction_marker, refund_op
 from workers.refund_points import take_back
 
 logger = logging.getLogger("workers.refunds")
+# The customer's email, read from the payload only if the award lacks Loyalty.lt's ids of them.
+EmailSource = Callable[[], str | None]
 
 
 def cancellation(store: StoreConfig, order_id: str, reference: str) -> Refund:
@@ -42,8 +45,12 @@ def kind_of(refund: Refund) -> str:
     return "cancel" if refund.refund_id == CANCEL else "refund"
 
 
+def no_email() -> str | None:
+    return None
+
+
 def refund_order(ctx: WorkerContext, store: StoreConfig, refund: Refund, job_id: str,
-                 email: str | None = None) -> Outcome:
+                 email: EmailSource = no_email) -> Outcome:
     """Apply one refund or the cancellation of an order (the refund and cancel jobs)."""
     reference = refund.reference or ctx.events.reference_for(store.id, refund.order_id)
     if reference is None:
@@ -77,7 +84,7 @@ def refund_order(ctx: WorkerContext, store: StoreConfig, refund: Refund, job_id:
 
 
 def apply(ctx: WorkerContext, store: StoreConfig, record: LedgerRecord, refund: Refund, job_id: str,
-          email: str | None = None) -> Outcome:
+          email: EmailSource = no_email) -> Outcome:
     """Take back what ``refund`` takes from the order's award (the caller holds the order's lock and
     has settled its unanswered calls)."""
     award = record.award
@@ -96,8 +103,7 @@ def apply(ctx: WorkerContext, store: StoreConfig, record: LedgerRecord, refund: 
     draft = AppliedRefund(points=points, amount=amount, currency=currency if refund.refund_id != CANCEL else award.currency,
                           share=share, at=utcnow(), kind=kind_of(refund))
     applied = _deduct(ctx, store, record, refund, draft, job_id, email)
-    log(logger, "deducted", store=store.id, reference=reference, refund_id=refund.refund_id, points=points,
-        email=mask_email(email))
+    log(logger, "deducted", store=store.id, reference=reference, refund_id=refund.refund_id, points=points)
     return Outcome(outcome="deducted", reference=reference, points=applied.points,
                    transaction_id=applied.transaction_id)
 
@@ -112,13 +118,14 @@ def record_nothing(ctx: WorkerContext, store: StoreConfig, reference: str, refun
 
 
 def deduct_request(store: StoreConfig, record: LedgerRecord, refund: Refund, draft: AppliedRefund,
-                   email: str | None) -> DeductPointsRequest:
-    """The deduct-points call for a refund: the card, the points, a description naming the refund."""
+                   email: EmailSource = no_email) -> DeductPointsRequest:
+    """The deduct-points call for a refund: the card, the points, a description naming the refund
+    (the customer's email only when Loyalty.lt's ids of them are unknown)."""
     award = record.award
     assert award is not None
     return DeductPointsRequest(
         card_id=award.loyalty_card_id, card_number=award.card_number, user_id=award.user_id,
-        user_email=email if award.user_id is None and award.loyalty_card_id is None else None,
+        user_email=email() if award.user_id is None and award.loyalty_card_id is None else None,
         points=draft.points, description=deduction_marker(record.reference, refund.refund_id), shop_id=store.shop_id,
         order_id=record.reference, refund_id=refund.refund_id, refund_amount=draft.amount, currency=draft.currency,
         reason=(refund.reason or draft.kind)[:255],
@@ -129,7 +136,7 @@ def deduct_request(store: StoreConfig, record: LedgerRecord, refund: Refund, dra
 
 
 def _deduct(ctx: WorkerContext, store: StoreConfig, record: LedgerRecord, refund: Refund, draft: AppliedRefund,
-            job_id: str, email: str | None) -> AppliedRefund:
+            job_id: str, email: EmailSource) -> AppliedRefund:
     """One deduction, marked in flight from just before it leaves until its outcome is recorded."""
     award = recovery.with_card(ctx, store, record.reference, record.award)  # type: ignore[arg-type]
     record = record.model_copy(update={"award": award})
