@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from decimal import Decimal
 
 from config.log_format import log
 from config.stores import StoreConfig
@@ -100,16 +100,16 @@ def apply(ctx: WorkerContext, store: StoreConfig, record: LedgerRecord, refund: 
         note = "no money paid back" if refund.refund_id != CANCEL and refund.amount <= 0 else "nothing left to take back"
         return record_nothing(ctx, store, reference, refund, share, note, "nothing to take back")
     amount = refund.amount if refund.refund_id != CANCEL else money(award.order_total * share)
-    draft = AppliedRefund(points=points, amount=amount, currency=currency if refund.refund_id != CANCEL else award.currency,
-                          share=share, at=utcnow(), kind=kind_of(refund))
+    draft = AppliedRefund(points=points, amount=amount, currency=currency, share=share, at=utcnow(),
+                          kind=kind_of(refund))
     applied = _deduct(ctx, store, record, refund, draft, job_id, email)
     log(logger, "deducted", store=store.id, reference=reference, refund_id=refund.refund_id, points=points)
     return Outcome(outcome="deducted", reference=reference, points=applied.points,
                    transaction_id=applied.transaction_id)
 
 
-def record_nothing(ctx: WorkerContext, store: StoreConfig, reference: str, refund: Refund, share: Any,
-                    note: str, outcome: str) -> Outcome:
+def record_nothing(ctx: WorkerContext, store: StoreConfig, reference: str, refund: Refund, share: Decimal | None,
+                   note: str, outcome: str) -> Outcome:
     """Remember a refund that takes back no points, so a redelivery does not reconsider it."""
     applied = AppliedRefund(points=0, amount=refund.amount, currency=refund.currency, share=share, at=utcnow(),
                             kind=kind_of(refund), source=note)
