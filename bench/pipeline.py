@@ -17,7 +17,6 @@ import os
 import statistics
 import subprocess
 import tempfile
-import threading
 import time
 from datetime import datetime
 from pathlib import Path

@@ -23,7 +23,7 @@ from fractions import Fraction
 from config.stores import StoreConfig
 from workers.job_errors import JobFailed
 from workers.ledger import Award, LedgerRecord
-from workers.orders import ZERO, Refund
+from workers.orders import Refund
 
 # Shares are exact quotients of cents; this only absorbs the last digit of their decimal expansion.
 WHOLE = Decimal("0.999999999")

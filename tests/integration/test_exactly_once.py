@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 import requests
 import responses
-from flask.testing import FlaskClient
 from redis import Redis
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry

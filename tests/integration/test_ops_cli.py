@@ -11,7 +11,6 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
@@ -21,7 +20,7 @@ from werkzeug.serving import make_server
 
 from bridge.app import create_app
 from bridge.cli import main
-from bridge.sandbox import FailRule, SandboxConfig, SandboxServer, sandbox_of
+from bridge.sandbox import FailRule, SandboxConfig, SandboxServer
 from config.settings import Settings
 from config.stores import load_stores_file
 from tests.conftest import WOO_SECRETS, fixture_bytes, run_jobs, webhook_headers
