@@ -30,13 +30,15 @@ class CliState:
 
     @cached_property
     def settings(self) -> Settings:
+        """The process settings; while `bridge dev` runs here, its Redis unless REDIS_URL says
+        otherwise, and its stores unless --stores or a stores file says otherwise."""
         settings = Settings()
+        if not settings.redis_url and self.dev_session is not None:
+            settings = settings.model_copy(update={"redis_url": self.dev_session.redis_url})
+            if self.stores_file is None and not settings.stores_file.exists():
+                settings = settings.model_copy(update={"stores_file": Path(self.dev_session.stores_file)})
         if self.stores_file is not None:
             settings = settings.model_copy(update={"stores_file": self.stores_file})
-        elif not settings.redis_url and not settings.stores_file.exists() and self.dev_session is not None:
-            # Nothing configured here, but `bridge dev` runs: talk to its Redis and stores.
-            settings = settings.model_copy(update={"redis_url": self.dev_session.redis_url,
-                                                   "stores_file": Path(self.dev_session.stores_file)})
         return settings
 
     @cached_property
