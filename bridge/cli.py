@@ -116,11 +116,17 @@ def worker(state: CliState, burst: bool, processes: int, fork: bool, metrics_por
 @click.option("--sandbox-port", default=8787, show_default=True, type=int, envvar="BRIDGE_SANDBOX_PORT")
 @click.option("--sandbox", "force_sandbox", is_flag=True,
               help="Send your stores' calls to the local sandbox instead of Loyalty.lt.")
+@click.option("--fresh", is_flag=True,
+              help="Start from nothing: forget the Redis data and the sandbox's data kept in .bridge/.")
 @click.pass_obj
-def dev(state: CliState, host: str, port: int, sandbox_port: int, force_sandbox: bool) -> None:
-    """Everything on this machine: Redis, the sandbox, the web app and a worker. Ctrl-C stops it all."""
+def dev(state: CliState, host: str, port: int, sandbox_port: int, force_sandbox: bool, fresh: bool) -> None:
+    """Everything on this machine: Redis, the sandbox, the web app and a worker. Ctrl-C stops it all.
+
+    Queued jobs, the ledger and the sandbox's data are kept in .bridge/ from one run to the next.
+    """
     from bridge.devenv import run_dev
     from bridge.embedded_redis import EmbeddedRedisError
+    from bridge.sandbox.persistence import SavedStateError
 
     settings = Settings()
     if state.stores_file is not None:
@@ -128,8 +134,8 @@ def dev(state: CliState, host: str, port: int, sandbox_port: int, force_sandbox:
     setup_logging(settings.log_level)
     try:
         run_dev(settings, host=host, port=port, sandbox_port=sandbox_port, force_sandbox=force_sandbox,
-                echo=lambda line: click.secho(line, fg="green", err=True))
-    except (ConfigError, EmbeddedRedisError, OSError) as exc:
+                fresh=fresh, echo=lambda line: click.secho(line, fg="green", err=True))
+    except (ConfigError, EmbeddedRedisError, SavedStateError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
 
 
