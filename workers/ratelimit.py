@@ -41,9 +41,10 @@ from config.stores import StoreConfig
 KEY_PREFIX = "lb:ratelimit"
 PACE_SECONDS = 10
 PACE_BURST = 2
-# Waiting jobs come back this much more often than slots free: a freed slot soon finds a taker,
-# and the few that find none go to the end of the line.
-LINE_RATE = 1.25
+# Waiting jobs come back this much more often than slots free on average: as often as the pace lets
+# calls through, so that slots freed together (a window after calls made together) soon find
+# takers; those that find none go to the end of the line.
+LINE_RATE = PACE_BURST
 # A pause without Retry-After: 1 s, doubled with each 429 in a row, at most the window.
 PAUSE_BASE = 1.0
 # RQ's scheduler looks for due jobs once a second, and keeps their times in whole seconds.
@@ -165,9 +166,9 @@ class ApiRateLimiter:
                 if key in self._probing:  # no call after all: let another job probe
                     self._probing.discard(key)
                     self._connection.hset(self.pause_key(key), "probe", "0")
-                item, until = full
+                _, until = full
                 if until > deadline:
-                    return self._turn(item, key, until)
+                    return self._turn(store, key, until)
             time.sleep(max(until - time.time(), 0.0))
 
     def wait_before_trying(self, store: StoreConfig) -> float:
@@ -188,7 +189,7 @@ class ApiRateLimiter:
             if not self._limiter.test(item, key):
                 frees_at = self._frees_at(item, key)
                 if frees_at > time.time() + TICK:
-                    return self._turn(item, key, frees_at)
+                    return self._turn(store, key, frees_at)
         return 0.0
 
     def _take(self, store: StoreConfig, key: str) -> tuple[RateLimitItemPerSecond, float] | None:
@@ -243,9 +244,10 @@ class ApiRateLimiter:
         self._full_until[key] = max(self._full_until.get(key, 0.0), frees_at + item.get_expiry())
         return frees_at
 
-    def _turn(self, item: RateLimitItemPerSecond, key: str, frees_at: float) -> float:
-        """The wait for the job's turn in the key's line, ``item``'s window being full until ``frees_at``."""
-        spacing = item.get_expiry() / item.amount / LINE_RATE
+    def _turn(self, store: StoreConfig, key: str, frees_at: float) -> float:
+        """The wait for the job's turn in the key's line, a window being full until ``frees_at``."""
+        # Turns follow the limit's average rate whichever window is full: the pace only shapes bursts.
+        spacing = self.window / store.rate_limit_per_minute / LINE_RATE
         now = time.time()
         turn = float(self._next_turn(keys=[self.line_key(key)], args=[now, frees_at, spacing, self.window]))
         return max(turn - now, 0.0)
