@@ -9,14 +9,19 @@ Two windows per key:
 - the limit itself, over a window a little longer than the server's (``rate_limit_margin``, 1 s):
   a request reaches Loyalty.lt a little after the bridge counted it, and the spare second absorbs
   that, so a backlog drains at up to 60/61 of the limit without a 429;
-- a pace: at most twice the average rate over any 10 seconds. Without it a backlog spends the whole
-  minute's allowance in the first seconds, and every following minute tries to replay that burst.
+- a pace: at most the limit's average rate over any 10 seconds. A slot of the limit frees a window
+  after its call, so calls made in a burst free their slots in a burst a window later; without the
+  pace a backlog spends the minute's allowance in its first seconds, and each following window
+  must find takers for a whole burst of slots at once.
 
-Jobs that must wait stand in a line: each is given the next turn after the last one given, a
-little more often than slots free (``LINE_RATE``), and never before the first slot frees. So a
-backlog comes back at the pace slots free, whatever its size and the limit: when every waiting job
-came back at the next free slot, a backlog of thousands came back every few seconds and kept the
-workers busy rescheduling it, while freed slots waited behind it in the queue.
+Jobs that must wait stand in a line: each is given the next turn after the last one given, one and
+a half times as often as slots free on average (``LINE_RATE``), and never before the first slot
+frees. So a backlog comes back a little faster than slots free, whatever its size and the limit:
+a slot soon finds a taker, and the few jobs that find none go to the end of the line. (When every
+waiting job came back at the next free slot, a backlog of thousands came back every few seconds
+and kept the workers busy rescheduling it, while freed slots waited behind it in the queue.) A
+slot that frees within a tick of RQ's scheduler is waited for in place: the job could not come
+back sooner, and the slot would stay unused until then.
 
 And a pause: a 429 means the key's budget is spent (a store's till may share the key), so the job
 that got it records a pause for the key until ``Retry-After``, and no worker calls with that key
@@ -40,11 +45,10 @@ from config.stores import StoreConfig
 
 KEY_PREFIX = "lb:ratelimit"
 PACE_SECONDS = 10
-PACE_BURST = 2
-# Waiting jobs come back this much more often than slots free on average: as often as the pace lets
-# calls through, so that slots freed together (a window after calls made together) soon find
-# takers; those that find none go to the end of the line.
-LINE_RATE = PACE_BURST
+PACE_BURST = 1  # the pace's rate, in multiples of the limit's average
+# Waiting jobs come back this many times as often as slots free on average: more often than the
+# pace lets calls through, so that slots freed close together soon find takers.
+LINE_RATE = 1.5
 # A pause without Retry-After: 1 s, doubled with each 429 in a row, at most the window.
 PAUSE_BASE = 1.0
 # RQ's scheduler looks for due jobs once a second, and keeps their times in whole seconds.
@@ -194,8 +198,12 @@ class ApiRateLimiter:
 
     def _take(self, store: StoreConfig, key: str) -> tuple[RateLimitItemPerSecond, float] | None:
         """Take a slot of each window; None when taken, else the full window and when it frees."""
-        for item in self._windows(store):
-            # A pace slot taken when the limit then says no is simply not used: the pace has room.
+        pace, limit = self._windows(store)
+        # The pace runs at the limit's average rate: a pace slot taken when the limit then says no
+        # would be lost, so look at the limit first (only a race between workers can still lose one).
+        if not self._limiter.test(limit, key):
+            return limit, self._frees_at(limit, key)
+        for item in (pace, limit):
             if not self._limiter.hit(item, key):
                 return item, self._frees_at(item, key)
         return None
