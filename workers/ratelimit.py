@@ -200,8 +200,9 @@ class ApiRateLimiter:
         """Take a slot of each window; None when taken, else the full window and when it frees."""
         pace, limit = self._windows(store)
         # The pace runs at the limit's average rate: a pace slot taken when the limit then says no
-        # would be lost, so look at the limit first (only a race between workers can still lose one).
-        if not self._limiter.test(limit, key):
+        # would be lost, so while the windows have lately been full, look at the limit first (only
+        # a race between workers, or the first refusal after a quiet spell, can still lose one).
+        if time.time() < self._full_until.get(key, 0.0) and not self._limiter.test(limit, key):
             return limit, self._frees_at(limit, key)
         for item in (pace, limit):
             if not self._limiter.hit(item, key):
