@@ -2,6 +2,7 @@
 
     python -m bench.pipeline workers [--jobs 1000] [--rounds 3]   paid-order jobs/s vs RQ's no-op jobs/s
     python -m bench.pipeline backlog [--orders 5000] [--per-minute 3000]
+    python -m bench.pipeline storm [--orders 30] [--seconds 10] [--retry-after 2]
     python -m bench.pipeline lag [--rate 50] [--seconds 60]
     python -m bench.pipeline memory
 
@@ -23,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from redis import Redis
-from rq import Queue
+from rq import Queue, Worker
+from rq.job import Job
 
-from bench.cluster import API_KEY, API_SECRET, BIN, SECRETS, Cluster
+from bench.cluster import API_KEY, API_SECRET, BIN, SECRETS, Cluster, wait_until
 from bench.workload import PlannedOrder, deliveries
 from bridge.embedded_redis import EmbeddedRedis
 from bridge.sandbox import SandboxConfig, SandboxServer
@@ -118,23 +120,29 @@ def workers(jobs: int = 1000, rounds: int = 3) -> dict[str, Any]:
             "calls_per_paid_order": statistics.median(r["calls_per_paid_order"] for r in results)}
 
 
+def _production_maintenance() -> dict[str, str]:
+    """Worker maintenance as deployed. The cluster's own runs every 2 s, to hand a killed worker's
+    job on quickly in the fault suite; in a backlog of thousands its sweep of the open jobs would
+    take most of the workers' time."""
+    settings = Settings()
+    return {"BRIDGE_WORKER_MAINTENANCE_INTERVAL": str(settings.worker_maintenance_interval),
+            "BRIDGE_WORKER_HEARTBEAT_GRACE": str(settings.worker_heartbeat_grace)}
+
+
 def backlog(orders: int = 5000, per_minute: int = 1000, workers_count: int = 3) -> dict[str, Any]:
     """A backlog of paid orders against a rate-limited sandbox: the sustained call rate and the 429s."""
     limited = SandboxConfig(rate_limit_per_minute=per_minute, rate_limit_window_seconds=60)
     with tempfile.TemporaryDirectory() as tmp, \
-            Cluster(Path(tmp), webs=0, workers=0, sandbox=limited, rate_limit_per_minute=per_minute) as cluster:
+            Cluster(Path(tmp), webs=0, workers=0, sandbox=limited, rate_limit_per_minute=per_minute,
+                    env=_production_maintenance()) as cluster:
         conn = cluster.connection()
-        events = EventQueue(conn, Settings(REDIS_URL=cluster.redis.url))
-        store = build_store("woo", {"platform": "woocommerce", "webhook_secrets": [SECRETS["woo"]],
-                                    "api_key": API_KEY, "api_secret": API_SECRET}, {}, "bench")
-        for order in _orders(orders, 4_000_000):
-            body = deliveries(order)[0].body
-            (event,) = ADAPTERS["woocommerce"].classify("order.created", body, store)  # type: ignore[misc]
-            events.submit(event, body.decode())
+        planned = _orders(orders, 4_000_000)
+        _queue_paid(conn, cluster.redis.url, planned)
         started = time.time()
         for _ in range(workers_count):
             cluster.start_worker()
         cluster.wait_drained(orders / per_minute * 60 * 2 + 120)
+        jobs = [j for j in Job.fetch_many([f"paid-woo-{o.order_id}" for o in planned], connection=conn) if j]
         stamps = sorted(datetime.fromisoformat(t["created_at"].replace("Z", "+00:00")).timestamp()
                         for t in cluster.transactions() if t["type"] == "purchase")
         stats = cluster.sandbox.sandbox.state.request_counts()
@@ -154,7 +162,50 @@ def backlog(orders: int = 5000, per_minute: int = 1000, workers_count: int = 3) 
             "sustained_calls_per_minute": round(sustained, 1), "share_of_limit": round(sustained / per_minute, 3),
             "slot_idle_s": {"p50": round(idle[len(idle) // 2], 2), "p90": round(idle[int(len(idle) * 0.9)], 2)}
             if idle else None,
+            # How often a job ran before its call (each wait is a run that only rescheduled it).
+            "runs_per_order": round(sum((j.number_of_retries or 0) + 1 for j in jobs) / max(len(jobs), 1), 2),
             "answers_429": stats["by_status"].get("429", 0), "answers": stats["by_status"]}
+
+
+def _queue_paid(conn: Redis, redis_url: str, orders: list[PlannedOrder]) -> None:
+    events = EventQueue(conn, Settings(REDIS_URL=redis_url))
+    store = build_store("woo", {"platform": "woocommerce", "webhook_secrets": [SECRETS["woo"]],
+                                "api_key": API_KEY, "api_secret": API_SECRET}, {}, "bench")
+    for order in orders:
+        body = deliveries(order)[0].body
+        (event,) = ADAPTERS["woocommerce"].classify("order.created", body, store)  # type: ignore[misc]
+        events.submit(event, body.decode())
+
+
+def storm(orders: int = 30, seconds: float = 10, retry_after: int = 2, per_minute: int = 600,
+          workers_count: int = 3) -> dict[str, Any]:
+    """Paid orders queued while Loyalty.lt answers every call 429 (``Retry-After: retry_after``) for
+    ``seconds``: the 429s the bridge drew, and when the last award landed after the storm."""
+    limited = SandboxConfig(rate_limit_per_minute=per_minute, rate_limit_window_seconds=60)
+    # The production backoff (the cluster's own is shortened for tests): what a 429 costs a job.
+    backoff = {"BRIDGE_RETRY_BASE_DELAY": str(Settings().retry_base_delay),
+               "BRIDGE_RETRY_MAX_DELAY": str(Settings().retry_max_delay), **_production_maintenance()}
+    with tempfile.TemporaryDirectory() as tmp, \
+            Cluster(Path(tmp), webs=0, workers=0, sandbox=limited, rate_limit_per_minute=per_minute,
+                    env=backoff) as cluster:
+        conn = cluster.connection()
+        for _ in range(workers_count):
+            cluster.start_worker()
+        wait_until(lambda: len(Worker.all(connection=conn)) >= workers_count, 60, "the workers to start")
+        storm_ends = cluster.sandbox.sandbox.faults.start_storm(seconds, retry_after)
+        _queue_paid(conn, cluster.redis.url, _orders(orders, 4_500_000))
+        cluster.wait_drained(seconds + 120)
+        stamps = sorted(datetime.fromisoformat(t["created_at"].replace("Z", "+00:00")).timestamp()
+                        for t in cluster.transactions() if t["type"] == "purchase")
+        stats = cluster.sandbox.sandbox.state.request_counts()
+    # Each pause ends with one call that tries again: the least a client that honours Retry-After
+    # can draw is the storm's length in pauses, plus the calls already on the wire when it began.
+    return {"orders": orders, "storm_seconds": seconds, "retry_after": retry_after, "workers": workers_count,
+            "limit_per_minute": per_minute, "awarded": len(stamps),
+            "answers_429": stats["by_status"].get("429", 0),
+            "pauses_in_storm": math.ceil(seconds / retry_after),
+            "last_award_after_storm_s": round(stamps[-1] - storm_ends, 2) if stamps else None,
+            "answers": stats["by_status"]}
 
 
 def lag(rate: float = 50, seconds: float = 60, workers_count: int = 2) -> dict[str, Any]:
@@ -214,6 +265,12 @@ def main() -> None:
     p.add_argument("--orders", type=int, default=5000)
     p.add_argument("--per-minute", type=int, default=1000)
     p.add_argument("--workers", type=int, default=3)
+    p = sub.add_parser("storm")
+    p.add_argument("--orders", type=int, default=30)
+    p.add_argument("--seconds", type=float, default=10)
+    p.add_argument("--retry-after", type=int, default=2)
+    p.add_argument("--per-minute", type=int, default=600)
+    p.add_argument("--workers", type=int, default=3)
     p = sub.add_parser("lag")
     p.add_argument("--rate", type=float, default=50)
     p.add_argument("--seconds", type=float, default=60)
@@ -224,6 +281,8 @@ def main() -> None:
         result = workers(args.jobs, args.rounds)
     elif args.which == "backlog":
         result = backlog(args.orders, args.per_minute, args.workers)
+    elif args.which == "storm":
+        result = storm(args.orders, args.seconds, args.retry_after, args.per_minute, args.workers)
     elif args.which == "lag":
         result = lag(args.rate, args.seconds)
     else:

@@ -24,7 +24,7 @@ def _intake_row(n: int, label: str, goal: str, r: dict[str, Any], command: str) 
 
 
 def table(folder: Path) -> str:
-    """The markdown table of all six benchmarks found in ``folder``."""
+    """The markdown table of the benchmarks found in ``folder`` (each backlog file a row)."""
     rows = ["| # | benchmark | result | baseline, same run | ratio | goal | command |",
             "|---|---|---|---|---|---|---|"]
     if (r := _load(folder, "intake")) is not None:
@@ -37,11 +37,20 @@ def table(folder: Path) -> str:
                     f"{r['calls_per_paid_order']:.2f} Loyalty.lt calls per order | RQ SimpleWorker no-op jobs "
                     f"{r['noop_jobs_per_s']:.0f} jobs/s | **{r['ratio']:.2f}** ({r['overhead_ms_per_job']:.1f} ms "
                     f"per job over RQ's floor) | 1.0 call per order | `python -m bench.pipeline workers` |")
-    if (r := _load(folder, "backlog")) is not None:
+    backlogs = sorted((json.loads(p.read_text()) for p in folder.glob("backlog*.json")),
+                      key=lambda r: r["limit_per_minute"])
+    for r in backlogs:
         rows.append(f"| 4 | backlog of {r['orders']} paid orders, limit {r['limit_per_minute']}/min, "
                     f"{r['workers']} workers | {r['sustained_calls_per_minute']:.0f} calls/min sustained, "
                     f"{r['answers_429']} × 429 | the limit, {r['limit_per_minute']}/min "
-                    f"| **{r['share_of_limit']:.3f}** | ≥ 0.95, zero 429 | `python -m bench.pipeline backlog` |")
+                    f"| **{r['share_of_limit']:.3f}** | ≥ 0.95, zero 429 "
+                    f"| `python -m bench.pipeline backlog --orders {r['orders']} --per-minute {r['limit_per_minute']}` |")
+    if (r := _load(folder, "storm")) is not None:
+        rows.append(f"| 4b | {r['orders']} paid orders while Loyalty.lt answers 429 (Retry-After {r['retry_after']}) "
+                    f"for {r['storm_seconds']:.0f} s | {r['answers_429']} × 429, last award "
+                    f"{r['last_award_after_storm_s']:.1f} s after the storm | {r['pauses_in_storm']} pauses "
+                    f"| **{r['answers_429'] / r['pauses_in_storm']:.1f}** × 429 per pause "
+                    f"| ≤ 1 per pause, ≤ 5 s | `python -m bench.pipeline storm` |")
     if (r := _load(folder, "lag")) is not None:
         rows.append(f"| 5 | lag, webhook → points, {r['achieved_rate_per_s']:.0f} webhooks/s for "
                     f"{r['webhooks'] / r['rate_per_s']:.0f} s | p50 {r['lag_p50_ms']:.0f} ms, p99 {r['lag_p99_ms']:.0f} ms, "

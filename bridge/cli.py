@@ -30,13 +30,15 @@ class CliState:
 
     @cached_property
     def settings(self) -> Settings:
+        """The process settings; while `bridge dev` runs here, its Redis unless REDIS_URL says
+        otherwise, and its stores unless --stores or a stores file says otherwise."""
         settings = Settings()
+        if not settings.redis_url and self.dev_session is not None:
+            settings = settings.model_copy(update={"redis_url": self.dev_session.redis_url})
+            if self.stores_file is None and not settings.stores_file.exists():
+                settings = settings.model_copy(update={"stores_file": Path(self.dev_session.stores_file)})
         if self.stores_file is not None:
             settings = settings.model_copy(update={"stores_file": self.stores_file})
-        elif not settings.redis_url and not settings.stores_file.exists() and self.dev_session is not None:
-            # Nothing configured here, but `bridge dev` runs: talk to its Redis and stores.
-            settings = settings.model_copy(update={"redis_url": self.dev_session.redis_url,
-                                                   "stores_file": Path(self.dev_session.stores_file)})
         return settings
 
     @cached_property
@@ -137,11 +139,18 @@ def worker(state: CliState, burst: bool, processes: int, fork: bool, metrics_por
               help="Send your stores' calls to the local sandbox instead of Loyalty.lt.")
 @click.option("--shops-port", default=8788, show_default=True, type=int, envvar="BRIDGE_SHOPS_PORT",
               help="The emulated WooCommerce and Shopify shops of the demo stores.")
+@click.option("--fresh", is_flag=True,
+              help="Start from nothing: forget the Redis data and the sandbox's data kept in .bridge/.")
 @click.pass_obj
-def dev(state: CliState, host: str, port: int, sandbox_port: int, force_sandbox: bool, shops_port: int) -> None:
-    """Everything on this machine: Redis, the sandbox, the web app and a worker. Ctrl-C stops it all."""
+def dev(state: CliState, host: str, port: int, sandbox_port: int, force_sandbox: bool, shops_port: int,
+        fresh: bool) -> None:
+    """Everything on this machine: Redis, the sandbox, the web app and a worker. Ctrl-C stops it all.
+
+    Queued jobs, the ledger and the sandbox's data are kept in .bridge/ from one run to the next.
+    """
     from bridge.devenv import run_dev
     from bridge.embedded_redis import EmbeddedRedisError
+    from bridge.sandbox.persistence import SavedStateError
 
     settings = Settings()
     if state.stores_file is not None:
@@ -149,8 +158,8 @@ def dev(state: CliState, host: str, port: int, sandbox_port: int, force_sandbox:
     setup_logging(settings.log_level)
     try:
         run_dev(settings, host=host, port=port, sandbox_port=sandbox_port, force_sandbox=force_sandbox,
-                echo=lambda line: click.secho(line, fg="green", err=True), shops_port=shops_port)
-    except (ConfigError, EmbeddedRedisError, OSError) as exc:
+                fresh=fresh, echo=lambda line: click.secho(line, fg="green", err=True), shops_port=shops_port)
+    except (ConfigError, EmbeddedRedisError, SavedStateError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
 
 

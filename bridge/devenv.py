@@ -6,6 +6,10 @@ Shopify, :mod:`bridge.sandbox.shops`) whose webhooks ``bridge connect`` points a
 whose orders the worker syncs every 30 seconds — then the web app and a worker, and stops all of
 it on Ctrl-C. A session file (``.bridge/dev.json``) lets ``bridge send-test`` and
 ``bridge status`` in another terminal find this session's Redis, stores and URL.
+
+State is kept whole or not at all: the embedded Redis (queue, ledger) in ``.bridge/redis`` and the
+sandbox's data (the Loyalty.lt side of the same orders) in ``.bridge/sandbox.json`` both survive a
+restart, and ``fresh=True`` (``bridge dev --fresh``) starts both from nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import threading
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -29,7 +34,7 @@ from bridge.sandbox.shopify import ShopifyShopConfig
 from bridge.sandbox.shops import ShopsConfig, ShopsServer
 from bridge.sandbox.woocommerce import WooShopConfig
 from config.settings import Settings
-from config.stores import Stores, load_stores
+from config.stores import ConfigError, Stores, load_stores
 from workers.connection import connect
 from workers.context import WorkerContext
 from workers.worker import run_worker
@@ -37,6 +42,8 @@ from workers.worker import run_worker
 DATA_DIR = Path(".bridge")
 SESSION_FILE = "dev.json"
 DEMO_STORES_FILE = "dev-stores.toml"
+REDIS_DIR = "redis"
+SANDBOX_STATE_FILE = "sandbox.json"
 SANDBOX_KEY = "lty_sandbox_demo"
 SANDBOX_SECRET = "sandbox-secret"
 DEMO_SECRETS = {"demo-woo": "demo-woo-secret", "demo-shopify": "demo-shopify-secret"}
@@ -142,36 +149,49 @@ def _serve(app: object, host: str, port: int) -> BaseWSGIServer:
     return server
 
 
+def forget_state(data_dir: Path) -> None:
+    """Delete what earlier runs kept: the embedded Redis's data and the sandbox's."""
+    shutil.rmtree(data_dir / REDIS_DIR, ignore_errors=True)
+    (data_dir / SANDBOX_STATE_FILE).unlink(missing_ok=True)
+
+
 def run_dev(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, sandbox_port: int = 8787,
-            force_sandbox: bool = False, data_dir: Path = DATA_DIR, echo: Callable[[str], None] = print,
-            shops_port: int = 8788) -> None:
-    """Run everything until Ctrl-C, then stop everything this started."""
+            force_sandbox: bool = False, fresh: bool = False, data_dir: Path = DATA_DIR,
+            echo: Callable[[str], None] = print, shops_port: int = 8788) -> None:
+    """Run everything until Ctrl-C, then stop everything this started (``fresh``: from nothing)."""
     data_dir.mkdir(parents=True, exist_ok=True)
+    if fresh:
+        if settings.redis_url:
+            raise ConfigError("--fresh empties the embedded Redis, and REDIS_URL names another: "
+                             "empty that one yourself, or unset REDIS_URL")
+        forget_state(data_dir)
+    sandbox_state = data_dir / SANDBOX_STATE_FILE
     with ExitStack() as stack:
         redis_url = settings.redis_url
         if not redis_url:
-            redis = stack.enter_context(EmbeddedRedis(data_dir / "redis", persist=True))
+            redis = stack.enter_context(EmbeddedRedis(data_dir / REDIS_DIR, persist=True))
             redis_url = redis.url
-            echo(f"Redis        {redis_url} (embedded; data in {data_dir / 'redis'})")
+            echo(f"Redis        {redis_url} (embedded; data in {data_dir / REDIS_DIR})")
 
         stores_file = settings.stores_file
         configured = stores_file.exists() or any(k.startswith("BRIDGE_STORE_") for k in os.environ)
         sandbox: SandboxServer | None = None
         shops: ShopsServer | None = None
         if not configured:
-            sandbox = SandboxServer(SandboxConfig(), host=host, port=sandbox_port)
+            sandbox = SandboxServer(SandboxConfig(), host=host, port=sandbox_port, state_file=sandbox_state)
             shops = ShopsServer(demo_shops(), host=host, port=shops_port)
             stores_file = data_dir / DEMO_STORES_FILE
             stores_file.write_text(demo_stores_toml(sandbox.url, shops.url))
         stores = load_stores(stores_file)
         if force_sandbox and sandbox is None:
-            sandbox = SandboxServer(sandbox_for(stores), host=host, port=sandbox_port)
+            sandbox = SandboxServer(sandbox_for(stores), host=host, port=sandbox_port, state_file=sandbox_state)
             stores = Stores({sid: s.model_copy(update={"api_url": sandbox.url}) for sid, s in stores.items()},
                             source=f"{stores.source}, pointed at the sandbox")
         if sandbox is not None:
             sandbox.start()
             stack.callback(sandbox.stop)
-            echo(f"Sandbox      {sandbox.url} (a local Loyalty.lt; state at {sandbox.url}/_sandbox/state)")
+            echo(f"Sandbox      {sandbox.url} (a local Loyalty.lt; state at {sandbox.url}/_sandbox/state, "
+                 f"kept in {sandbox_state})")
         if shops is not None:
             shops.start()
             stack.callback(shops.stop)

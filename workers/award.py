@@ -23,7 +23,7 @@ from workers.award_delay import Kept
 from workers.context import WorkerContext
 from workers.job_errors import Wait
 from workers.ledger import AWARD, Award, LedgerRecord, utcnow
-from workers.loyalty import AlreadyDone, CartItem, CreateTransactionRequest, NotSent, PermanentError
+from workers.loyalty import AlreadyDone, CartItem, CreateTransactionRequest, NotSent, PermanentError, RateLimited
 from workers.orders import Order, mask_email
 from workers.outcome import Outcome
 from workers.ledger import CANCEL
@@ -132,8 +132,8 @@ def _create(ctx: WorkerContext, store: StoreConfig, order: Order, kept: Kept | N
             "user_id": landed.user.id if landed.user else None,
             "loyalty_card_id": landed.loyalty_card.id if landed.loyalty_card else None,
             "card_number": landed.loyalty_card.number if landed.loyalty_card else None})
-    except (PermanentError, NotSent):
-        # Refused, or never sent: nothing landed, so this attempt takes its own mark back.
+    except (PermanentError, NotSent, RateLimited):
+        # Refused (a 429 too), or never sent: nothing landed, so this attempt takes its own mark back.
         ctx.ledger.clear_in_flight(store.id, order.reference, AWARD, token)
         raise
     return draft.model_copy(update={

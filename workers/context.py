@@ -19,6 +19,7 @@ from workers.event_queue import EventQueue
 from workers.job_errors import Wait
 from workers.ledger import Ledger
 from workers.loyalty import LoyaltyClient
+from workers.loyalty.client import OnResponse
 from workers.metrics import observe_api
 from workers.ratelimit import ApiRateLimiter, rate_limited
 from workers.retrying import RetryPolicy
@@ -46,7 +47,8 @@ class WorkerContext:
             ledger=Ledger(connection, retention=settings.ledger_retention,
                           lock_timeout=settings.job_timeout + 5),
             events=EventQueue(connection, settings), retry_policy=RetryPolicy(settings),
-            rate_limiter=ApiRateLimiter(connection, settings.rate_limit_window, settings.rate_limit_margin),
+            rate_limiter=ApiRateLimiter(connection, settings.rate_limit_window, settings.rate_limit_margin,
+                                        probe_lease=settings.api_connect_timeout + settings.api_read_timeout),
         )
 
     @classmethod
@@ -60,8 +62,9 @@ class WorkerContext:
     def client(self, store: StoreConfig) -> LoyaltyClient:
         """The store's Loyalty.lt client (one per store and process, so connections are reused).
 
-        Every call first takes a slot of the store's API key rate limit; when there is none, the
-        job waits (is rescheduled) instead of holding the worker.
+        Every call first takes a slot of the store's API key rate limit; when there is none (or the
+        key is paused after a 429), the job waits (is rescheduled) instead of holding the worker.
+        Every answer is shown to the limiter too, so the call that probes after a pause ends it.
         """
         if store.id not in self.clients:
             def take_slot() -> None:
@@ -70,7 +73,12 @@ class WorkerContext:
                     return
                 self._take_slot(store)
 
-            self.clients[store.id] = client_for(self.settings, store, before_request=take_slot)
+            def answered(endpoint: str, status: int | None, seconds: float) -> None:
+                observe_api(endpoint, status, seconds)
+                self.rate_limiter.answered(store, status)
+
+            self.clients[store.id] = client_for(self.settings, store, before_request=take_slot,
+                                                on_response=answered)
         return self.clients[store.id]
 
     def reserve_slot(self, store: StoreConfig) -> None:
@@ -88,9 +96,10 @@ class WorkerContext:
             raise Wait(rate_limited(store), delay)
 
 
-def client_for(settings: Settings, store: StoreConfig,
-               before_request: Callable[[], None] | None = None) -> LoyaltyClient:
-    """A Loyalty.lt client for ``store`` with the process's timeouts; calls are counted in metrics."""
+def client_for(settings: Settings, store: StoreConfig, before_request: Callable[[], None] | None = None,
+               on_response: OnResponse = observe_api) -> LoyaltyClient:
+    """A Loyalty.lt client for ``store`` with the process's timeouts; calls are counted in metrics
+    (by ``observe_api``, or an ``on_response`` hook that calls it)."""
     return LoyaltyClient(
         base_url=store.api_url or settings.loyalty_api_url,
         api_key=store.api_key,
@@ -98,7 +107,7 @@ def client_for(settings: Settings, store: StoreConfig,
         locale=store.locale,
         connect_timeout=settings.api_connect_timeout,
         read_timeout=settings.api_read_timeout,
-        on_response=observe_api,
+        on_response=on_response,
         before_request=before_request,
     )
 

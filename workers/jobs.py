@@ -30,7 +30,7 @@ from workers.award_delay import NotDue
 from workers.context import WorkerContext
 from workers.events import Event
 from workers.job_errors import JobFailed, Wait
-from workers.loyalty import PermanentError, RetryableError
+from workers.loyalty import PermanentError, RateLimited, RetryableError
 from workers.metrics import observe_job
 from workers.ops import fresh_start
 from workers.orders import MappingError, first_problem
@@ -69,6 +69,12 @@ def process_event(event: dict[str, Any], payload: str) -> dict[str, Any] | Retry
     except Wait as exc:
         delay = exc.delay if exc.delay is not None else ctx.settings.wait_delay
         return _come_back(ctx, job, ev, exc, fields, "wait", ctx.retry_policy.wait(job, delay) if job else None)
+    except RateLimited as exc:
+        # The key's budget is spent: the pause holds back every job of the key, this one included,
+        # and the job comes back when it ends, without growing its backoff.
+        store = ctx.stores[ev.store]
+        pause = ctx.rate_limiter.pause(store, exc.retry_after)
+        return _come_back(ctx, job, ev, exc, fields, "wait", ctx.retry_policy.wait(job, pause) if job else None)
     except (RetryableError, RedisError) as exc:
         retry_after = getattr(exc, "retry_after", None)
         return _come_back(ctx, job, ev, exc, fields, "retry",

@@ -18,7 +18,7 @@ from rq.registry import FailedJobRegistry, FinishedJobRegistry, ScheduledJobRegi
 
 from workers.event_queue import EventQueue
 from workers.ledger import REFUND_PREFIX, Ledger, LedgerRecord, utcnow
-from workers.retrying import RetryPolicy
+from workers.retrying import FAILURES, RetryPolicy
 
 
 class JobView(BaseModel):
@@ -243,6 +243,7 @@ def fresh_start(events: EventQueue, job: Job, policy: RetryPolicy) -> None:
     job.meta["replayed_at"] = datetime.now(UTC).isoformat()
     job.meta.pop("failure_reason", None)
     job.meta.pop("last_error", None)
+    job.meta.pop(FAILURES, None)
     fresh = policy.initial()
     job.retries_left, job.retry_intervals, job.number_of_retries = fresh.max, fresh.intervals, 0
     job.save()

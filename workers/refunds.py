@@ -24,7 +24,7 @@ from workers import recovery
 from workers.context import WorkerContext
 from workers.job_errors import Wait
 from workers.ledger import AppliedRefund, LedgerRecord, PendingRefund, utcnow
-from workers.loyalty import DeductPointsRequest, NotSent, PermanentError
+from workers.loyalty import DeductPointsRequest, NotSent, PermanentError, RateLimited
 from workers.orders import ZERO, Refund, money
 from workers.outcome import Outcome
 from workers.recovery import CANCEL, deduction_marker, refund_op
@@ -147,8 +147,8 @@ def _deduct(ctx: WorkerContext, store: StoreConfig, record: LedgerRecord, refund
     token = ctx.ledger.mark_in_flight(store.id, record.reference, op, job_id, deduction=draft)
     try:
         result = client.deduct_points(request)
-    except (PermanentError, NotSent):
-        # Refused, or never sent: nothing landed, so this attempt takes its own mark back.
+    except (PermanentError, NotSent, RateLimited):
+        # Refused (a 429 too), or never sent: nothing landed, so this attempt takes its own mark back.
         ctx.ledger.clear_in_flight(store.id, record.reference, op, token)
         raise
     applied = draft.model_copy(update={"transaction_id": result.transaction_id, "at": utcnow()})

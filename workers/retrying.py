@@ -2,10 +2,11 @@
 
 RQ does the rescheduling; this module decides the delay, because it depends on why:
 
-- a retryable failure (network, 5xx, 429) backs off exponentially with jitter (half fixed, half
+- a retryable failure (network, 5xx) backs off exponentially with jitter (half fixed, half
   random, so a burst of failures does not come back in lockstep), and at least as long as the
-  server's ``Retry-After``;
-- a wait (a refund whose award has not landed, a full rate-limit window) comes back after the wait;
+  server's ``Retry-After``; the exponent counts the job's failures, not its waits;
+- a wait (a refund whose award has not landed, a full rate-limit window, a 429's pause of the API
+  key) comes back after the wait;
 - anything stops after ``retry_window`` (24 hours by default) and ends in the failed registry with
   the last reason.
 
@@ -16,7 +17,9 @@ worker dying, or its timeout.
 
 from __future__ import annotations
 
+import math
 import random
+import time
 from datetime import UTC, datetime
 
 from rq.job import Job, Retry
@@ -27,6 +30,7 @@ from config.settings import Settings
 MAX_ATTEMPTS = 10_000
 # Retries after a worker died under the job or the job timed out.
 CRASH_RETRIES = 20
+FAILURES = "failures"  # job.meta: retryable failures so far (the backoff's exponent)
 
 
 class RetryPolicy:
@@ -56,11 +60,23 @@ class RetryPolicy:
     def _after(self, job: Job, delay: float) -> Retry | None:
         if age(job) + delay > self.window:
             return None
+        if delay > 0:
+            # RQ keeps a scheduled job's time in whole seconds, dropping the fraction: round the due
+            # time up, so that a job never comes back before what it waits for (and waits again).
+            now = time.time()
+            delay = math.ceil(now + delay) - now
         return Retry(max=MAX_ATTEMPTS, interval=[delay])  # type: ignore[list-item]
 
     def retry(self, job: Job, at_least: float | None = None) -> Retry | None:
-        """The next attempt after a retryable failure; None when that would pass the window."""
-        return self._after(job, max(self.backoff(job.number_of_retries or 0), at_least or 0.0))
+        """The next attempt after a retryable failure; None when that would pass the window.
+
+        Waits do not grow the backoff: a job that waited for rate-limit slots a hundred times and
+        then meets its first 5xx backs off as after a first failure.
+        """
+        failures = int(job.meta.get(FAILURES, 0))
+        job.meta[FAILURES] = failures + 1
+        job.save_meta()
+        return self._after(job, max(self.backoff(failures), at_least or 0.0))
 
     def wait(self, job: Job, delay: float) -> Retry | None:
         """Come back after ``delay``; None when that would pass the window."""

@@ -9,7 +9,7 @@ Routes (``<locale>`` is ``en`` or ``lt``):
   GET .../transactions.
   JWT auth (``Authorization: Bearer sandbox-jwt-<partner_id>``): POST .../points/award, POST .../points.
   Admin (no auth, not in the real API): /_sandbox/state, /_sandbox/balances, /_sandbox/config,
-  /_sandbox/reset, /_sandbox/stats.
+  /_sandbox/reset, /_sandbox/stats, /_sandbox/storm (POST {"seconds", "retry_after"}: a 429 storm).
 """
 
 from __future__ import annotations
@@ -19,13 +19,15 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from werkzeug.exceptions import HTTPException
 
 from bridge.sandbox.faults import Decision, Faults
+from bridge.sandbox.persistence import StateFile
 from bridge.sandbox.state import (CardAward, CardRedeem, CreateTransaction, DeductPoints, ListQuery,
                                   PartnerCredentials, SandboxConfig, SandboxError, SandboxState)
 
@@ -56,6 +58,7 @@ class Sandbox:
     state: SandboxState
     faults: Faults
     initial: SandboxConfig
+    saved: StateFile | None = None  # where the data is kept across restarts (`bridge dev`)
 
     @property
     def config(self) -> SandboxConfig:
@@ -254,6 +257,20 @@ def admin_reset() -> Response:
     return envelope(None, "Sandbox reset")
 
 
+class StormRequest(BaseModel):
+    """Body of POST /_sandbox/storm."""
+
+    seconds: float = Field(gt=0)
+    retry_after: int = Field(1, ge=0)
+
+
+@admin.post("/storm")
+def admin_storm() -> Response:
+    storm = parse(StormRequest, _body())
+    until = _sandbox().faults.start_storm(storm.seconds, storm.retry_after)
+    return envelope({"until": until, "retry_after": storm.retry_after}, "429 storm started")
+
+
 @admin.get("/stats")
 def admin_stats() -> Response:
     sandbox = _sandbox()
@@ -271,10 +288,13 @@ def _stats_key() -> str:
 
 
 def _finish(response: Response) -> Response:
-    """Lose the answer of a committed change when asked to, add rate-limit headers, count the request."""
+    """Save the data after a change, lose the answer of a committed change when asked to, add
+    rate-limit headers, count the request."""
+    sandbox = _sandbox()
+    if sandbox.saved is not None and request.method != "GET":
+        sandbox.saved.save(sandbox.state)  # even a refused answer: a lost answer's change happened
     if request.path.startswith(ADMIN_PREFIX + "/"):
         return response
-    sandbox = _sandbox()
     decision: Decision | None = g.get("sandbox_decision")
     if decision is not None:
         if decision.fail_after_commit and response.status_code < 400:
@@ -298,14 +318,18 @@ def _http_error(exc: HTTPException) -> Response:
 
 
 def create_sandbox_app(config: SandboxConfig | None = None, *,
-                       clock: Callable[[], datetime] | None = None) -> Flask:
+                       clock: Callable[[], datetime] | None = None, state_file: Path | None = None) -> Flask:
     """Build a sandbox app. ``config`` is copied (fail-rule counts change at runtime); ``clock``
-    (returning aware UTC datetimes) stamps transactions, for tests of date filters."""
+    (returning aware UTC datetimes) stamps transactions, for tests of date filters; with
+    ``state_file``, the data saved there is read now and saved after every change."""
     config = (config or SandboxConfig()).model_copy(deep=True)
     state = SandboxState(config, clock)
+    saved = StateFile(state_file) if state_file is not None else None
+    if saved is not None:
+        saved.load(state)
     app = Flask("bridge.sandbox")
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions[EXTENSION] = Sandbox(state, Faults(config), initial=config.model_copy(deep=True))
+    app.extensions[EXTENSION] = Sandbox(state, Faults(config), initial=config.model_copy(deep=True), saved=saved)
     app.register_blueprint(shop)
     app.register_blueprint(admin)
     app.after_request(_finish)

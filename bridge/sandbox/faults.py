@@ -4,6 +4,10 @@ The app asks :meth:`Faults.before` before it handles a Shop API request. Faults 
 request (429, timeout, 500, a fail rule) answer *instead of* processing it, so nothing changes;
 ``error_after_commit_rate`` lets the change happen and then loses the answer, and
 ``slow_commit_rate`` makes the change, lists it only seconds later, and lets the answer time out.
+
+A 429 storm (:meth:`Faults.start_storm`, ``POST /_sandbox/storm``) answers every Shop API call 429
+with a given ``Retry-After`` for a given time, as when a key's budget is spent elsewhere (a till
+sharing the key).
 """
 
 from __future__ import annotations
@@ -62,6 +66,22 @@ class Faults:
         self.injected: Counter[str] = Counter()
         self.config = config
         self._random = random.Random(config.seed)
+        self._storm: tuple[float, int] | None = None  # (until, Retry-After) of a 429 storm
+
+    def start_storm(self, seconds: float, retry_after: int) -> float:
+        """Answer every Shop API call 429 with ``Retry-After: retry_after`` for ``seconds`` from now;
+        returns when the storm ends (epoch seconds)."""
+        until = time.time() + seconds
+        with self._lock:
+            self._storm = (until, retry_after)
+        return until
+
+    def _storm_refusal(self) -> Refusal | None:
+        storm = self._storm
+        if storm is None or time.time() >= storm[0]:
+            return None
+        self.note("storm")
+        return Refusal(429, "Too Many Attempts.", "RATE_LIMIT_EXCEEDED", headers={"Retry-After": str(storm[1])})
 
     def configure(self, config: SandboxConfig) -> None:
         """Use a new configuration; a changed seed restarts the random sequence."""
@@ -74,6 +94,7 @@ class Faults:
         """Forget rate-limit windows and counts; restart the random sequence."""
         with self._lock:
             self._storage.reset()
+            self._storm = None
             self.injected.clear()
             self._random = random.Random(self.config.seed)
 
@@ -98,6 +119,9 @@ class Faults:
         if cfg.latency_ms:
             self.sleep(cfg.latency_ms / 1000)
         decision = Decision()
+        if refusal := self._storm_refusal():
+            decision.refusal = refusal
+            return decision
         if cfg.rate_limit_per_minute:
             decision.refusal, decision.headers = self._rate_limit(identity, cfg.rate_limit_per_minute,
                                                                   cfg.rate_limit_window_seconds)

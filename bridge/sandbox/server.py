@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from types import TracebackType
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
@@ -24,8 +25,8 @@ class SandboxServer:
     picks a free one), so :attr:`url` is known before :meth:`start`."""
 
     def __init__(self, config: SandboxConfig | None = None, host: str = "127.0.0.1", port: int = 0, *,
-                 quiet: bool = True) -> None:
-        self.app = create_sandbox_app(config)
+                 quiet: bool = True, state_file: Path | None = None) -> None:
+        self.app = create_sandbox_app(config, state_file=state_file)
         handler = QuietRequestHandler if quiet else None
         self._server: BaseWSGIServer = make_server(host, port, self.app, threaded=True, request_handler=handler)
         self.host, self.port = host, self._server.server_port

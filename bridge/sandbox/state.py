@@ -13,8 +13,8 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any, Literal
 
@@ -493,6 +493,26 @@ class SandboxState:
             return {"partners": partners, "users": [self._holdings(u) for u in self.users.values()],
                     "transactions": [{"partner_id": tx.partner_id, **self.describe(tx)}
                                      for tx in self.transactions.values()]}
+
+    def export(self) -> dict[str, Any]:
+        """Every user, card, transaction and id counter, as JSON-ready data (:meth:`restore` reads it)."""
+        with self._lock:
+            return {"last_id": dict(self._last_id), "users": [asdict(u) for u in self.users.values()],
+                    "cards": [asdict(c) for c in self.cards.values()],
+                    "transactions": [{**asdict(tx), "created_at": tx.created_at.isoformat()}
+                                     for tx in self.transactions.values()],
+                    "orders": sorted([partner_id, order_id] for partner_id, order_id in self._orders)}
+
+    def restore(self, data: dict[str, Any]) -> None:
+        """Replace the data with what :meth:`export` gave (request counts start again)."""
+        with self._lock:
+            self._last_id = {**ID_BASES, **data["last_id"]}
+            self.users = {u["id"]: User(**u) for u in data["users"]}
+            self.cards = {c["id"]: Card(**c) for c in data["cards"]}
+            self.transactions = {t["id"]: Transaction(**{**t, "created_at": datetime.fromisoformat(t["created_at"])})
+                                 for t in data["transactions"]}
+            self._orders = {(partner_id, order_id) for partner_id, order_id in data["orders"]}
+            self._requests = Counter()
 
     def record_request(self, endpoint: str, status: int) -> None:
         """Count one answered request (GET /_sandbox/stats reads the counts)."""

@@ -175,3 +175,47 @@ def test_the_readme_first_command_on_a_fresh_copy(workdir: Path, venv_bin: Path)
     command = readme_first_command()
     assert command.startswith("python3 -m venv .venv") and command.endswith("bridge dev")
     newcomer_flow(command, workdir, workdir / ".venv" / "bin", startup=300)
+
+
+def test_bridge_dev_keeps_redis_and_the_sandbox_together_across_restarts(tmp_path: Path, venv_bin: Path) -> None:
+    """Both kept, even through a SIGKILL: after a restart the ledger and the sandbox still agree;
+    `--fresh` forgets both."""
+    cwd = tmp_path / "project"
+    cwd.mkdir()
+    ports = {"BRIDGE_DEV_PORT": str(free_port()), "BRIDGE_SANDBOX_PORT": str(free_port())}
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+
+    def awarded(reference: str) -> bool:
+        story = json.loads(bridge(venv_bin, cwd, "status", reference, "--json").stdout or "[]")
+        return bool(story and story[0]["ledger"]["award"])
+
+    for process in run_dev(f"{venv_bin / 'bridge'} dev", cwd, clean_env(**ports)):
+        wait_for_session(cwd, process, 30)
+        sent = bridge(venv_bin, cwd, "send-test", "demo-woo")
+        reference = re.search(r"bridge status (\S+)", sent.stdout).group(1)  # type: ignore[union-attr]
+        deadline = time.monotonic() + 20
+        while not awarded(reference) and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert awarded(reference)
+        below = descendants(process.pid)
+        os.killpg(process.pid, signal.SIGKILL)              # no chance to save anything on the way out
+        process.wait(timeout=10)
+        deadline = time.monotonic() + 15                    # Redis (its own session) stops on its parent's death
+        while any(alive(pid) for pid in below) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    (cwd / ".bridge" / "dev.json").unlink(missing_ok=True)   # left behind by the SIGKILL
+
+    for process in run_dev(f"{venv_bin / 'bridge'} dev", cwd, clean_env(**ports)):
+        wait_for_session(cwd, process, 30)
+        checked = bridge(venv_bin, cwd, "reconcile", "--store", "demo-woo", "--since", today)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert "agree" in checked.stdout and awarded(reference)
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(timeout=30)
+
+    for process in run_dev(f"{venv_bin / 'bridge'} dev --fresh", cwd, clean_env(**ports)):
+        session = wait_for_session(cwd, process, 30)
+        assert not awarded(reference)
+        assert requests.get(session["sandbox_url"] + "/_sandbox/balances", timeout=5).json()["data"] == {}
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(timeout=30)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -525,3 +526,26 @@ def test_a_job_rq_lost_track_of_is_found_and_requeued(client: FlaskClient, worke
     run_jobs(worker_ctx)
     assert worker_ctx.ledger.get(WOO, "WC-4210").award is not None
     assert conn.zcard(worker_ctx.events.open_jobs_key) == 0
+
+
+def test_a_429_pauses_the_api_key_for_every_job_until_retry_after(client: FlaskClient, worker_ctx: WorkerContext,
+                                                                  api: FakeApi) -> None:
+    """Both stores share one API key: the first job's 429 holds back the other job too, and each comes
+    back when the pause ends, as a wait (no backoff), not a failure."""
+    from rq.registry import ScheduledJobRegistry
+
+    for locale in ("en", "lt"):
+        api.error("transactions/create", 429, headers={"Retry-After": "30"}, locale=locale)
+    deliver(client, "woocommerce", "processing", "order.created")
+    deliver(client, "shopify", "orders_paid", "orders/paid")
+    started = time.time()
+    run_jobs(worker_ctx)
+    assert len(api.calls("transactions/create")) == 1      # the second job never called: the key was paused
+    registry = ScheduledJobRegistry(queue=worker_ctx.events.queue)
+    jobs = {job_id: registry.get_scheduled_time(job_id).timestamp() - started for job_id in registry.get_job_ids()}
+    assert set(jobs) == {"paid-coffee-woo-4210", f"paid-coffee-shopify-{S_ORDER}"}
+    assert all(29 <= delay <= 32 for delay in jobs.values()), jobs
+    for job_id in jobs:
+        job = Job.fetch(job_id, connection=worker_ctx.connection)
+        assert "failures" not in job.meta                   # a wait: a later 5xx backs off from the start
+    assert failed_ids(worker_ctx) == []

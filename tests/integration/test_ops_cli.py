@@ -313,3 +313,23 @@ def test_status_without_a_reference_lists_what_happened_lately(env: dict[str, st
         ("WC-4210", "paid", "awarded"), ("WC-4210", "refund", "deducted"), ("WC-4214", "cancel", "pending the award")}
     assert json.loads(cli(env, "status", "--json", "--store", "coffee-shopify").output) == []
     assert cli(env, "status", "--store", "nope").exit_code == 1
+
+
+@pytest.mark.parametrize("stores_option", [True, False])
+def test_commands_find_a_running_bridge_dev_whatever_the_stores_option(env: dict[str, str], ctx: WorkerContext,
+                                                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                      stores_option: bool) -> None:
+    """No REDIS_URL here, but `bridge dev` runs in this folder: its Redis, with --stores or without."""
+    from bridge.devenv import DATA_DIR, DevSession
+
+    here = tmp_path / "project"
+    (here / DATA_DIR).mkdir(parents=True)
+    DevSession(pid=os.getpid(), redis_url=env["REDIS_URL"], web_url="http://127.0.0.1:9",
+               stores_file=env["BRIDGE_STORES_FILE"]).save(here / DATA_DIR)
+    monkeypatch.chdir(here)
+    deliver(ctx)
+    run_jobs(ctx)
+    options = ["--stores", env["BRIDGE_STORES_FILE"]] if stores_option else []
+    result = cli({**env, "REDIS_URL": None, "BRIDGE_STORES_FILE": None}, *options, "status", "WC-4210", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)[0]["ledger"]["award"]["points"] > 0

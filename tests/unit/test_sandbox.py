@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -310,6 +311,20 @@ def test_rate_limit_answers_429_with_retry_after() -> None:
     assert client.post("/en/shop/validate-credentials", headers=AUTH).status_code == 200
 
 
+def test_a_429_storm_answers_every_call_429_with_its_retry_after_for_its_time() -> None:
+    client = client_for(rate_limit_per_minute=0)
+    started = client.post("/_sandbox/storm", json={"seconds": 0.3, "retry_after": 2})
+    assert started.status_code == 200 and started.json["data"]["retry_after"] == 2
+    answers = [order(client, f"WC-{n}") for n in range(3)] + [listing(client)]
+    assert [a.status_code for a in answers] == [429] * 4
+    assert {a.headers["Retry-After"] for a in answers} == {"2"} and answers[0].json["code"] == "RATE_LIMIT_EXCEEDED"
+    assert transactions(client) == []                       # refused before processing
+    assert client.get("/_sandbox/stats").json["data"]["faults"]["storm"] == 4
+    time.sleep(0.3)
+    assert order(client).status_code == 200                 # the storm is over
+    assert client.post("/_sandbox/storm", json={"seconds": 0}).status_code == 422
+
+
 def test_error_rate_refuses_before_processing() -> None:
     client = client_for(error_rate=1)
     answer = order(client)
@@ -418,3 +433,26 @@ def test_server_over_http() -> None:
         with pytest.raises(requests.ReadTimeout):  # the sandbox sleeps 30 s; stop() wakes it
             requests.post(f"{server.url}/en/shop/validate-credentials", headers=AUTH, timeout=0.2)
         assert server.sandbox.state.balances(EMAIL)["balance"] == 20
+
+
+def test_the_data_survives_a_restart_with_a_state_file(tmp_path: Any) -> None:
+    saved = tmp_path / "sandbox.json"
+    first = create_sandbox_app(SandboxConfig(), state_file=saved).test_client()
+    assert order(first, "WC-1").status_code == 200 and deduct(first, 50).status_code == 200
+    before = first.get("/_sandbox/state").json["data"]
+    again = create_sandbox_app(SandboxConfig(), state_file=saved).test_client()   # a new process
+    assert again.get("/_sandbox/state").json["data"] == before
+    assert order(again, "WC-1").status_code == 409          # it still knows the order
+    second = order(again, "WC-2").json["data"]
+    assert second["transaction_id"] == max(t["id"] for t in before["transactions"]) + 1
+    again.post("/_sandbox/reset")
+    assert transactions(create_sandbox_app(SandboxConfig(), state_file=saved).test_client()) == []
+
+
+def test_an_unreadable_state_file_is_one_clear_error(tmp_path: Any) -> None:
+    from bridge.sandbox.persistence import SavedStateError
+
+    saved = tmp_path / "sandbox.json"
+    saved.write_text("{not json")
+    with pytest.raises(SavedStateError, match="sandbox.json.*--fresh"):
+        create_sandbox_app(SandboxConfig(), state_file=saved)
