@@ -9,17 +9,14 @@ thread, like :class:`bridge.sandbox.SandboxServer` serves the Loyalty.lt sandbox
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 from flask import Flask, Response, jsonify
 from pydantic import BaseModel, Field
-from werkzeug.serving import BaseWSGIServer, make_server
 
 from bridge.sandbox.deliveries import Deliverer
-from bridge.sandbox.server import QuietRequestHandler
+from bridge.sandbox.server import BackgroundServer
 from bridge.sandbox.shopify import ShopifyShop, ShopifyShopConfig
 from bridge.sandbox.shopify import blueprint as shopify_blueprint
 from bridge.sandbox.woocommerce import EXTENSION, WooShop, WooShopConfig
@@ -81,43 +78,18 @@ def create_shops_app(config: ShopsConfig | None = None, base_url: str = "") -> F
     return app
 
 
-class ShopsServer:
-    """The emulated shops on werkzeug's threaded server; the port is bound at construction."""
+class ShopsServer(BackgroundServer):
+    """The emulated shops served in the background; their links name the server's own URL."""
+
+    thread_name = "shop-emulators"
 
     def __init__(self, config: ShopsConfig | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._server: BaseWSGIServer = make_server(host, port, Flask("placeholder"), threaded=True,
-                                                   request_handler=QuietRequestHandler)
-        self.host, self.port = host, self._server.server_port
-        self.app = create_shops_app(config, base_url=self.url)
-        self._server.app = self.app
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        super().__init__(host, port)
+        self.mount(create_shops_app(config, base_url=self.url))
 
     @property
     def shops(self) -> ShopEmulators:
         return shops_of(self.app)
 
-    def start(self) -> ShopsServer:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._server.serve_forever, name="shop-emulators", daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
+    def closing(self) -> None:
         self.shops.deliverer.close()
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self._server.server_close()
-
-    def __enter__(self) -> ShopsServer:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
