@@ -3,10 +3,12 @@
 :meth:`EventQueue.submit` is the intake's only Redis call: one Lua script that, atomically, creates
 and queues the event's RQ job unless a job with that deterministic id already exists, notes the
 arrival (for ``bridge status``), and indexes the order (reference ⇄ platform order id, and the
-order's jobs). Concurrent identical deliveries therefore yield exactly one job, in one round trip.
+order's jobs). Concurrent identical deliveries therefore yield exactly one job, in one round trip,
+which the submits in flight in one process share (:mod:`workers.group_commit`).
 
-The job hash is RQ's own (``Job.create`` + ``Job.to_dict``), so RQ workers, registries, the scheduler
-and the dashboard treat it like any other job. The verified payload travels as a job argument, so a
+The job hash is RQ's own (written from a per-process :class:`~workers.job_template.JobTemplate`
+that matches ``Job.create`` + ``Job.to_dict`` field for field), so RQ workers, registries, the
+scheduler and the dashboard treat it like any other job. The verified payload travels as a job argument, so a
 failed job can be replayed as it arrived; it expires with the job (``payload_retention``). The order
 index lives as long as the ledger (``ledger_retention``): a Shopify refund names only the order id,
 and a return months after the payment must still find the order's reference.
@@ -19,6 +21,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from redis import Redis
 from rq import Queue
@@ -27,6 +30,8 @@ from rq.job import Job, JobStatus
 
 from config.settings import Settings
 from workers.events import Event
+from workers.group_commit import GroupCommit
+from workers.job_template import JobTemplate
 from workers.retrying import RetryPolicy
 
 logger = logging.getLogger("workers.event_queue")
@@ -42,8 +47,9 @@ ARRIVALS_KEPT = 50
 _SUBMIT = f"""
 local ttl = tonumber(ARGV[2])
 local fresh = redis.call('EXISTS', KEYS[1]) == 0
-redis.call('LPUSH', KEYS[4], (fresh and 'queued' or 'duplicate') .. '\\t' .. ARGV[3])
-redis.call('LTRIM', KEYS[4], 0, {ARRIVALS_KEPT - 1})
+if redis.call('LPUSH', KEYS[4], (fresh and 'queued' or 'duplicate') .. '\\t' .. ARGV[3]) > {ARRIVALS_KEPT} then
+    redis.call('LTRIM', KEYS[4], 0, {ARRIVALS_KEPT - 1})
+end
 redis.call('EXPIRE', KEYS[4], ttl)
 -- A redelivery only notes its arrival; everything else was done by the first delivery.
 if not fresh then return 0 end
@@ -64,8 +70,9 @@ return 1
 # and the caller submits it in full). KEYS: job hash, arrivals list. ARGV: arrival, ttl.
 _REDELIVERY = f"""
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('LPUSH', KEYS[2], 'duplicate\\t' .. ARGV[1])
-redis.call('LTRIM', KEYS[2], 0, {ARRIVALS_KEPT - 1})
+if redis.call('LPUSH', KEYS[2], 'duplicate\\t' .. ARGV[1]) > {ARRIVALS_KEPT} then
+    redis.call('LTRIM', KEYS[2], 0, {ARRIVALS_KEPT - 1})
+end
 redis.call('EXPIRE', KEYS[2], tonumber(ARGV[2]))
 return 1
 """
@@ -104,11 +111,15 @@ class EventQueue:
         self.index_retention = max(settings.ledger_retention, settings.payload_retention)
         self.timeout = settings.job_timeout
         self.retry_policy = RetryPolicy(settings)
-        # One crash-retry schedule per process: its jitter spreads processes apart, and building it
-        # per webhook would cost the intake more than the rest of the job.
-        self._crash_retry = self.retry_policy.initial()
-        self._submit = connection.register_script(_SUBMIT)
-        self._redelivery = connection.register_script(_REDELIVERY)
+        # Every job of this process: RQ's hash from a template. The crash-retry schedule is one per
+        # process: its jitter spreads processes apart.
+        self.jobs = JobTemplate(JOB_FUNC, connection, timeout=settings.job_timeout, result_ttl=self.retention,
+                                failure_ttl=self.retention, retry=self.retry_policy.initial(),
+                                origin=self.queue.name)
+        # The submits of the requests in flight in this process share round trips.
+        self._commit = GroupCommit(connection)
+        self._submit = self._commit.register(_SUBMIT)
+        self._redelivery = self._commit.register(_REDELIVERY)
         # Job ids this process queued or saw as duplicates: a redelivery of one skips building the
         # job (WooCommerce sends order.updated many times per order). A hint only: Redis decides.
         self._seen: set[str] = set()
@@ -132,51 +143,43 @@ class EventQueue:
     def order_key(store: str, order_id: str) -> str:
         return f"{KEY_PREFIX}order:{store}:{order_id}"
 
+    @staticmethod
+    def job_parts(event: Event, payload: str, delivery_id: str = "",
+                  request_id: str = "") -> tuple[tuple[Any, ...], str, dict[str, Any]]:
+        """What differs between two events' jobs: arguments, description and meta.
+
+        The verified payload is an argument, so a failed job can be replayed as it arrived. The
+        description is logged by RQ and shown on the dashboard: no personal data in it.
+        """
+        meta = {"store": event.store, "kind": event.kind, "order_id": event.order_id, "reference": event.reference,
+                "refund_id": event.refund_id, "delivery_id": delivery_id, "request_id": request_id}
+        return (event.model_dump(mode="json"), payload), event.label, meta
+
     def build_job(self, event: Event, payload: str, delivery_id: str = "", request_id: str = "") -> Job:
-        """The RQ job for an event: deterministic id, readable description, payload as an argument."""
-        job = Job.create(
-            JOB_FUNC,
-            args=(event.model_dump(mode="json"), payload),
-            id=event.job_id,
-            connection=self.connection,
-            # The description is logged by RQ and shown on the dashboard: no personal data in it.
-            description=event.label,
-            timeout=self.timeout,
-            result_ttl=self.retention,
-            failure_ttl=self.retention,
-            retry=self._crash_retry,
-            origin=self.queue.name,
-            status=JobStatus.QUEUED,
-            meta={"store": event.store, "kind": event.kind, "order_id": event.order_id,
-                  "reference": event.reference, "refund_id": event.refund_id, "delivery_id": delivery_id,
-                  "request_id": request_id},
-        )
-        job.enqueued_at = datetime.now(UTC)
-        return job
+        """The event's job as RQ builds it (:meth:`submit` writes the same hash from the template)."""
+        return self.jobs.job(event.job_id, *self.job_parts(event, payload, delivery_id, request_id))
 
     def submit(self, event: Event, payload: str, delivery_id: str = "", request_id: str = "") -> bool:
         """Queue the event's job unless it exists; True when queued, False for a duplicate.
 
         ``request_id`` (the intake's) follows the job into its log lines.
         """
-        arrival = Arrival("", datetime.now(UTC).isoformat(timespec="milliseconds"), event.topic, delivery_id)
+        at = datetime.now(UTC)
+        arrival = Arrival("", at.isoformat(timespec="milliseconds"), event.topic, delivery_id).encode()
         job_id = event.job_id
-        if job_id in self._seen and self._redelivery(keys=[Job.key_for(job_id), self.arrivals_key(job_id)],
-                                                     args=[arrival.encode(), self.retention]):
+        job_key = Job.key_for(job_id)
+        arrivals_key = self.arrivals_key(job_id)
+        if job_id in self._seen and self._commit.call(self._redelivery, [job_key, arrivals_key],
+                                                      [arrival, self.retention]):
             return False
-        job = self.build_job(event, payload, delivery_id, request_id)
-        fields: list[bytes | str | int | float] = []
-        for name, value in job.to_dict().items():
-            # Unset fields (None, or '' for a job that never ran) read back the same when absent.
-            if value is not None and value != "":
-                fields += [name, value if isinstance(value, (bytes, str, int, float)) else str(value)]
-        keys = [job.key, self.queue.key, Queue.redis_queues_keys, self.arrivals_key(job.id),
+        fields = self.jobs.fields(*self.job_parts(event, payload, delivery_id, request_id), at)
+        keys = [job_key, self.queue.key, Queue.redis_queues_keys, arrivals_key,
                 self.order_jobs_key(event.store, event.order_id),
                 self.reference_key(event.store, event.reference or ""), self.order_key(event.store, event.order_id),
                 self.open_jobs_key]
-        args = [job.id, self.retention, arrival.encode(), event.reference or "", event.order_id, time.time(),
+        args = [job_id, self.retention, arrival, event.reference or "", event.order_id, at.timestamp(),
                 self.index_retention, *fields]
-        queued = bool(self._submit(keys=keys, args=args))
+        queued = bool(self._commit.call(self._submit, keys, args))
         if len(self._seen) >= SEEN_KEPT:
             self._seen.clear()
         self._seen.add(job_id)

@@ -1,0 +1,67 @@
+"""The intake's RQ job hash, written from a per-process template instead of built per webhook.
+
+Every job the intake queues has the same function, timeout, result and failure TTLs, crash-retry
+schedule and queue; only its id, arguments, description, meta and timestamps differ. Building each
+one with ``Job.create`` + ``Job.to_dict`` redid all of it per webhook (about a third of the intake's
+own CPU). :class:`JobTemplate` asks RQ once per process for the hash of a job with those settings,
+keeps the fields that never vary, and per webhook serialises only the ones that do, with the job's
+own serializer and RQ's encodings: the hash is RQ's, and workers, registries, the scheduler, the
+dashboard and ``Job.fetch`` read it like any other. ``tests/integration/test_event_queue.py``
+compares it field for field with ``Job.create(...).to_dict()`` (``data`` once decompressed, see
+``_COMPRESSION``), so an RQ upgrade that changes the hash fails a test instead of drifting silently.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from redis import Redis
+from rq.job import Job, JobStatus
+from rq.utils import now, utcformat
+
+# The fields that differ between two jobs of one template.
+VARYING = ("created_at", "enqueued_at", "data", "description", "meta")
+# RQ stores the call zlib-compressed and reads any zlib stream back. zlib's default state (a 32 KiB
+# window, 256 KiB in all) is mapped and faulted in afresh by every compress call, which cost more
+# than the rest of the job on a busy machine; an 8 KiB window (64 KiB of state, reused from the
+# heap) compresses webhook payloads as small (4.7 KB of WooCommerce order: 1,496 bytes either way).
+_COMPRESSION = (zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, 13, 6)   # level, method, window bits, memory level
+
+
+class JobTemplate:
+    """RQ job hashes for one function and one set of ``Job.create`` options."""
+
+    def __init__(self, func: str, connection: Redis, **options: Any) -> None:
+        """``options``: the keyword arguments of ``Job.create`` shared by every job (timeouts, retry, origin)."""
+        self.func = func
+        self.connection = connection
+        self.options = options
+        sample = self.job("template", (), "template", {"template": True})
+        self._func_name = sample.func_name
+        self._serializer = sample.serializer
+        encode = connection.get_encoder().encode
+        static: list[bytes] = []
+        for name, value in sample.to_dict().items():
+            # Unset fields (None, or '' for a job that never ran) read back the same when absent.
+            if name not in VARYING and value is not None and value != "":
+                static += [name.encode(), encode(value)]
+        self.static: tuple[bytes, ...] = tuple(static)
+
+    def job(self, job_id: str, args: Sequence[Any], description: str, meta: Mapping[str, Any]) -> Job:
+        """The job as RQ itself builds it, queued now (what :meth:`fields` must match)."""
+        job = Job.create(self.func, args=tuple(args), id=job_id, connection=self.connection, description=description,
+                         meta=dict(meta), status=JobStatus.QUEUED, **self.options)
+        job.enqueued_at = now()
+        return job
+
+    def fields(self, args: tuple[Any, ...], description: str, meta: Mapping[str, Any],
+               at: datetime) -> list[bytes | str]:
+        """The job hash's field/value pairs, as ``HSET`` arguments, for a job created and queued ``at``."""
+        stamp = utcformat(at)
+        compressor = zlib.compressobj(*_COMPRESSION)
+        data = compressor.compress(self._serializer.dumps((self._func_name, None, args, {}))) + compressor.flush()
+        return ["created_at", stamp, "enqueued_at", stamp, "data", data, "description", description,
+                "meta", self._serializer.dumps(meta), *self.static]
