@@ -21,8 +21,8 @@ Redis unreachable                      503     ``Retry-After`` set; the shop ret
 from __future__ import annotations
 
 import logging
+import os
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,7 +76,8 @@ def receive(platform: str, store_id: str) -> Response:
     started = time.perf_counter()
     intake: Intake = current_app.extensions[EXTENSION]
     headers = request.headers
-    request_id = headers.get("X-Request-ID") or uuid.uuid4().hex
+    # 128 random bits as hex, the shape of uuid4().hex without building a UUID.
+    request_id = headers.get("X-Request-ID") or os.urandom(16).hex()
     fields: dict[str, Any] = {"request_id": request_id, "platform": platform, "store": store_id}
 
     def answer(status: int, outcome: str, **body: Any) -> Response:
