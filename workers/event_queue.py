@@ -40,42 +40,69 @@ FINAL = (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.STO
 KEY_PREFIX = "lb:"
 ARRIVALS_KEPT = 50
 
-# KEYS: job hash, queue list, queues set, arrivals list, order's jobs set, reference → order id,
-#       order id → reference, open jobs
-# ARGV: job id, ttl, arrival, reference ('' when unknown), order id, now, index ttl,
-#       job hash field/value pairs...
-_SUBMIT = f"""
-local ttl = tonumber(ARGV[2])
+# Fields of this process's job hash that are sent with each call rather than written into the
+# script: the crash-retry schedule is one per process (its jitter spreads processes apart).
+PER_PROCESS_FIELDS = ("retry_intervals",)
+
+
+def _lua_string(value: bytes) -> str:
+    """A Lua string literal for any bytes (decimal escapes for all but plain printable ASCII)."""
+    return '"' + "".join(chr(b) if 32 <= b < 127 and b not in b'"\\' else f"\\{b:03d}" for b in value) + '"'
+
+
+def _submit_script(static_fields: dict[str, bytes], ttl: int, index_ttl: int) -> str:
+    """The submit script for jobs of these settings.
+
+    What is the same for every call (the job hash's unvarying fields, the retention periods) is
+    written into the script, so a call sends only what differs: 18 arguments instead of 39 (Redis
+    spends time on each one it takes in), and a fifth fewer bytes. One script per set of settings:
+    every process of a deployment shares it.
+
+    KEYS: job hash, queue list, queues set, arrivals list, order's jobs set, reference → order id,
+    order id → reference, open jobs. ARGV: job id, arrival, reference ('' when unknown), order id,
+    now (epoch), created/enqueued stamp, data, description, meta, then the PER_PROCESS_FIELDS values.
+    """
+    shared = {name: value for name, value in static_fields.items() if name not in PER_PROCESS_FIELDS}
+    job_fields = ", ".join(
+        ["'created_at', ARGV[6]", "'enqueued_at', ARGV[6]", "'data', ARGV[7]", "'description', ARGV[8]",
+         "'meta', ARGV[9]"]
+        + [f"'{name}', ARGV[{10 + i}]" for i, name in enumerate(PER_PROCESS_FIELDS)]
+        + [f"{_lua_string(name.encode())}, {_lua_string(value)}" for name, value in shared.items()])
+    return f"""
 local fresh = redis.call('EXISTS', KEYS[1]) == 0
-if redis.call('LPUSH', KEYS[4], (fresh and 'queued' or 'duplicate') .. '\\t' .. ARGV[3]) > {ARRIVALS_KEPT} then
+if redis.call('LPUSH', KEYS[4], (fresh and 'queued' or 'duplicate') .. '\\t' .. ARGV[2]) > {ARRIVALS_KEPT} then
     redis.call('LTRIM', KEYS[4], 0, {ARRIVALS_KEPT - 1})
 end
-redis.call('EXPIRE', KEYS[4], ttl)
+redis.call('EXPIRE', KEYS[4], {ttl})
 -- A redelivery only notes its arrival; everything else was done by the first delivery.
 if not fresh then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 8))
+redis.call('HSET', KEYS[1], {job_fields})
 redis.call('RPUSH', KEYS[2], ARGV[1])
 redis.call('SADD', KEYS[3], KEYS[2])
-redis.call('ZADD', KEYS[8], ARGV[6], ARGV[1])
+redis.call('ZADD', KEYS[8], ARGV[5], ARGV[1])
 redis.call('SADD', KEYS[5], ARGV[1])
-redis.call('EXPIRE', KEYS[5], ttl)
-if ARGV[4] ~= '' then
-    redis.call('SET', KEYS[6], ARGV[5], 'EX', ARGV[7])
-    redis.call('SET', KEYS[7], ARGV[4], 'EX', ARGV[7])
+redis.call('EXPIRE', KEYS[5], {ttl})
+if ARGV[3] ~= '' then
+    redis.call('SET', KEYS[6], ARGV[4], 'EX', {index_ttl})
+    redis.call('SET', KEYS[7], ARGV[3], 'EX', {index_ttl})
 end
 return 1
 """
 
-# A redelivery of a job this process has seen: note the arrival if the job still exists (else 0,
-# and the caller submits it in full). KEYS: job hash, arrivals list. ARGV: arrival, ttl.
-_REDELIVERY = f"""
+
+def _redelivery_script(ttl: int) -> str:
+    """A redelivery of a job this process has seen: note the arrival if the job still exists (else 0,
+    and the caller submits it in full). KEYS: job hash, arrivals list. ARGV: arrival."""
+    return f"""
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if redis.call('LPUSH', KEYS[2], 'duplicate\\t' .. ARGV[1]) > {ARRIVALS_KEPT} then
     redis.call('LTRIM', KEYS[2], 0, {ARRIVALS_KEPT - 1})
 end
-redis.call('EXPIRE', KEYS[2], tonumber(ARGV[2]))
+redis.call('EXPIRE', KEYS[2], {ttl})
 return 1
 """
+
+
 SEEN_KEPT = 50_000
 
 
@@ -116,10 +143,11 @@ class EventQueue:
         self.jobs = JobTemplate(JOB_FUNC, connection, timeout=settings.job_timeout, result_ttl=self.retention,
                                 failure_ttl=self.retention, retry=self.retry_policy.initial(),
                                 origin=self.queue.name)
+        self._own_fields = [self.jobs.static[name] for name in PER_PROCESS_FIELDS]
         # The submits of the requests in flight in this process share round trips.
         self._commit = GroupCommit(connection)
-        self._submit = self._commit.register(_SUBMIT)
-        self._redelivery = self._commit.register(_REDELIVERY)
+        self._submit = self._commit.register(_submit_script(self.jobs.static, self.retention, self.index_retention))
+        self._redelivery = self._commit.register(_redelivery_script(self.retention))
         # Job ids this process queued or saw as duplicates: a redelivery of one skips building the
         # job (WooCommerce sends order.updated many times per order). A hint only: Redis decides.
         self._seen: set[str] = set()
@@ -169,17 +197,16 @@ class EventQueue:
         job_id = event.job_id
         job_key = Job.key_for(job_id)
         arrivals_key = self.arrivals_key(job_id)
-        if job_id in self._seen and self._commit.call(self._redelivery, [job_key, arrivals_key],
-                                                      [arrival, self.retention]):
+        if job_id in self._seen and self._commit.call(self._redelivery, [job_key, arrivals_key], [arrival]):
             return False
-        fields = self.jobs.fields(*self.job_parts(event, payload, delivery_id, request_id), at)
+        args, description, meta = self.job_parts(event, payload, delivery_id, request_id)
         keys = [job_key, self.queue.key, Queue.redis_queues_keys, arrivals_key,
                 self.order_jobs_key(event.store, event.order_id),
                 self.reference_key(event.store, event.reference or ""), self.order_key(event.store, event.order_id),
                 self.open_jobs_key]
-        args = [job_id, self.retention, arrival, event.reference or "", event.order_id, at.timestamp(),
-                self.index_retention, *fields]
-        queued = bool(self._commit.call(self._submit, keys, args))
+        queued = bool(self._commit.call(self._submit, keys, [
+            job_id, arrival, event.reference or "", event.order_id, at.timestamp(), self.jobs.stamp(at),
+            self.jobs.data(args), description, self.jobs.meta(meta), *self._own_fields]))
         if len(self._seen) >= SEEN_KEPT:
             self._seen.clear()
         self._seen.add(job_id)

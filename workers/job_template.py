@@ -32,7 +32,11 @@ _COMPRESSION = (zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, 13, 6)   # level, met
 
 
 class JobTemplate:
-    """RQ job hashes for one function and one set of ``Job.create`` options."""
+    """RQ job hashes for one function and one set of ``Job.create`` options.
+
+    A hash is :attr:`static` plus the :data:`VARYING` fields: ``created_at`` and ``enqueued_at``
+    (:meth:`stamp`), ``data`` (:meth:`data`), ``description`` and ``meta`` (:meth:`meta`).
+    """
 
     def __init__(self, func: str, connection: Redis, **options: Any) -> None:
         """``options``: the keyword arguments of ``Job.create`` shared by every job (timeouts, retry, origin)."""
@@ -43,26 +47,27 @@ class JobTemplate:
         self._func_name = sample.func_name
         self._serializer = sample.serializer
         encode = connection.get_encoder().encode
-        static: list[bytes] = []
-        for name, value in sample.to_dict().items():
-            # Unset fields (None, or '' for a job that never ran) read back the same when absent.
-            if name not in VARYING and value is not None and value != "":
-                static += [name.encode(), encode(value)]
-        self.static: tuple[bytes, ...] = tuple(static)
+        # Unset fields (None, or '' for a job that never ran) read back the same when absent.
+        self.static: dict[str, bytes] = {name: encode(value) for name, value in sample.to_dict().items()
+                                         if name not in VARYING and value is not None and value != ""}
 
     def job(self, job_id: str, args: Sequence[Any], description: str, meta: Mapping[str, Any]) -> Job:
-        """The job as RQ itself builds it, queued now (what :meth:`fields` must match)."""
+        """The job as RQ itself builds it, queued now (what the template must match)."""
         job = Job.create(self.func, args=tuple(args), id=job_id, connection=self.connection, description=description,
                          meta=dict(meta), status=JobStatus.QUEUED, **self.options)
         job.enqueued_at = now()
         return job
 
-    def fields(self, args: tuple[Any, ...], description: str, meta: Mapping[str, Any],
-               at: datetime) -> list[bytes | str]:
-        """The job hash's field/value pairs, as ``HSET`` arguments, for a job created and queued ``at``."""
-        # utcformat's string (strftime is slower); at is UTC.
-        stamp = at.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    @staticmethod
+    def stamp(at: datetime) -> str:
+        """``created_at`` and ``enqueued_at`` of a job created and queued at ``at`` (UTC)."""
+        return at.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"   # utcformat's, without strftime
+
+    def data(self, args: tuple[Any, ...]) -> bytes:
+        """``data``: the call, serialised and compressed."""
         compressor = zlib.compressobj(*_COMPRESSION)
-        data = compressor.compress(self._serializer.dumps((self._func_name, None, args, {}))) + compressor.flush()
-        return ["created_at", stamp, "enqueued_at", stamp, "data", data, "description", description,
-                "meta", self._serializer.dumps(meta), *self.static]
+        return compressor.compress(self._serializer.dumps((self._func_name, None, args, {}))) + compressor.flush()
+
+    def meta(self, meta: Mapping[str, Any]) -> bytes:
+        """``meta``, serialised."""
+        return self._serializer.dumps(meta)  # type: ignore[no-any-return]

@@ -75,3 +75,10 @@ def test_rq_reads_the_job_back_as_it_built_it(redis_conn: Redis, settings: Setti
     assert job.created_at is not None and job.enqueued_at is not None
     assert job.args[1] == PAYLOAD
     assert events.queue.job_ids == [event.job_id]
+
+
+def test_values_written_into_the_script_reach_redis_unchanged(redis_conn: Redis) -> None:
+    from workers.event_queue import _lua_string
+
+    every_byte = bytes(range(256)) + b'"\\]]\\"'
+    assert redis_conn.eval(f"return {_lua_string(every_byte)}", 0) == every_byte
