@@ -3,6 +3,7 @@
 ``Queue.enqueue``, the naive peer), all under the same gunicorn settings, in interleaved rounds.
 
     python -m bench.intake [--duplicates] [--rounds 5] [--seconds 8] [--connections 8]
+    python -m bench.intake --ablate      # what each part of the bridge's intake costs
 
 Every round runs each server once (the order reversed every other round, so none always goes first),
 with wrk posting the same signed WooCommerce paid orders; Redis is emptied before each server's turn.
@@ -12,7 +13,9 @@ once before each of its turns).
 
 Prints JSON: every round's figures (requests/s, p50, p99, errors, and CPU per request of wrk, the
 server's processes and Redis, read from /proc), the medians per server, and the medians of the
-per-round ratios (bridge to naive peer, bridge to floor, each to bare).
+per-round ratios (bridge to naive peer, bridge to floor, each to bare). ``--ablate`` serves, beside
+the floor and the bridge, the bridge without one part of its intake at a time (``bench/ablation.py``)
+and adds what each part costs: the bridge's CPU per request minus the variant's, same round.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from typing import Any
 import requests
 from redis import Redis
 
+from bench.ablation import PARTS
 from bench.cluster import BIN, ROOT, procfile, wait_until
 from bridge.embedded_redis import EmbeddedRedis, free_port
 from bridge.samples import sample_webhook
@@ -52,11 +56,14 @@ WRK_SCRIPT = Path(__file__).with_name("post.lua")
 # The servers, as gunicorn app targets; the bridge is the Procfile's.
 SERVERS = {"bare": "bench.peers:bare", "floor": "bench.peers:floor", "naive": "bench.peers:naive",
            "bridge": "bridge.wsgi:app"}
-FIGURES = ("rps", "p50_ms", "p99_ms", "web_cpu_us_per_request", "redis_cpu_us_per_request",
-           "wrk_cpu_us_per_request")
+# --ablate: the bridge without one part of its intake at a time (bench/ablation.py), beside the floor.
+ABLATED = {f"bridge without {part}": part for part in PARTS}
+CPU = ("web_cpu_us_per_request", "redis_cpu_us_per_request", "wrk_cpu_us_per_request")
+FIGURES = ("rps", "p50_ms", "p99_ms", *CPU)
 # The headline ratios: (server, baseline).
 # Where each server leaves what it took, to check that it did store every request it answered.
 STORED = {"floor": "bench:floor", "naive": "rq:queue:naive", "bridge": "rq:queue:loyalty"}
+STORED.update({name: "rq:queue:loyalty" for name in ABLATED})
 RATIOS = (("bridge", "naive"), ("bridge", "floor"), ("floor", "bare"), ("naive", "bare"), ("bridge", "bare"))
 
 
@@ -127,9 +134,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--servers", default=",".join(SERVERS),
                         help=f"comma-separated subset of {', '.join(SERVERS)} (default: all)")
+    parser.add_argument("--ablate", action="store_true",
+                        help="instead: the floor, the bridge, and the bridge without each part of its intake")
     args = parser.parse_args()
     servers = [s.strip() for s in args.servers.split(",") if s.strip()]
-    if unknown := set(servers) - set(SERVERS):
+    if args.ablate:
+        servers = ["floor", "bridge", *ABLATED]
+    if unknown := set(servers) - set(SERVERS) - set(ABLATED):
         parser.error(f"unknown servers: {', '.join(sorted(unknown))}")
     print(json.dumps(benchmark(args.duplicates, args.rounds, args.seconds, args.connections, args.threads,
                                servers), indent=2))
@@ -157,13 +168,15 @@ def benchmark(duplicates: bool, rounds: int, seconds: float, connections: int, t
         connection = Redis.from_url(redis.url)
         try:
             for name in servers:
-                command = [c if c != "bridge.wsgi:app" else SERVERS[name] for c in procfile("web")]
-                processes[name] = start_server(command, ports[name], env, tmp / f"{name}.log")
+                target = SERVERS.get(name, "bench.ablation:app")
+                command = [c if c != "bridge.wsgi:app" else target for c in procfile("web")]
+                processes[name] = start_server(command, ports[name], {**env, "BENCH_WITHOUT": ABLATED.get(name, "")},
+                                               tmp / f"{name}.log")
             for n in range(rounds):
                 for name in servers if n % 2 == 0 else servers[::-1]:
                     url = f"http://127.0.0.1:{ports[name]}"
                     connection.flushall()
-                    if duplicates and name == "bridge":   # queued once; every request after is a redelivery
+                    if duplicates and name.startswith("bridge"):   # queued once; every request after is a redelivery
                         run_wrk(url, bodies, 1, 1, 1)
                     time.sleep(0.5)
                     server_pids = with_children(processes[name].pid)
@@ -196,9 +209,15 @@ def summarise(results: list[dict[str, Any]], servers: list[str], duplicates: boo
     for a, b in RATIOS:
         if a in servers and b in servers:
             ratios[f"{a}/{b}"] = round(statistics.median(rs[a]["rps"] / rs[b]["rps"] for rs in by_round.values()), 3)
+    # What each part of the bridge costs: the bridge's CPU per request minus its variant's, same round.
+    parts = {}
+    for name in servers:
+        if name in ABLATED and "bridge" in servers:
+            parts[ABLATED[name]] = {k: round(statistics.median(rs["bridge"][k] - rs[name][k] for rs in by_round.values()), 1)
+                                    for k in CPU}
     return {
         "path": "duplicates" if duplicates else "new orders", "connections": connections,
-        "ratios": ratios,
+        "ratios": ratios, **({"cpu_us_per_request_of_each_part": parts} if parts else {}),
         "servers": {name: {k: round(statistics.median(r[k] for r in results if r["server"] == name), 2)
                            for k in FIGURES} for name in servers},
         "non_2xx": {name: sum(r["non_2xx"] + r["errors"] for r in results if r["server"] == name) for name in servers},

@@ -28,12 +28,16 @@ def _intake_row(n: int, label: str, goal: str, r: dict[str, Any], headline: tupl
 PEERS = {"bare": "bare Flask", "floor": "HMAC + LPUSH", "naive": "Flask + RQ enqueue", "bridge": "the bridge"}
 
 
+def _label(name: str) -> str:
+    return f"{PEERS[name]} (`{name}`)" if name in PEERS else name
+
+
 def intake_servers(r: dict[str, Any]) -> str:
     """The four servers of one intake run side by side: throughput, latency and CPU per request."""
     rows = ["| server | req/s | p50 ms | p99 ms | CPU µs per request: web | Redis | wrk | errors |",
             "|---|---|---|---|---|---|---|---|"]
     for name, f in r["servers"].items():
-        rows.append(f"| {PEERS[name]} (`{name}`) | {f['rps']:,.0f} | {f['p50_ms']:.1f} | {f['p99_ms']:.1f} "
+        rows.append(f"| {_label(name)} | {f['rps']:,.0f} | {f['p50_ms']:.1f} | {f['p99_ms']:.1f} "
                     f"| {f['web_cpu_us_per_request']:,.0f} | {f['redis_cpu_us_per_request']:,.0f} "
                     f"| {f['wrk_cpu_us_per_request']:,.0f} | {r['non_2xx'][name]} |")
     return "\n".join(rows)
@@ -72,13 +76,28 @@ def table(folder: Path) -> str:
     return "\n".join(rows)
 
 
+def intake_parts(r: dict[str, Any]) -> str:
+    """What each part of the bridge's intake costs (``bench.intake --ablate``)."""
+    from bench.ablation import PARTS
+
+    rows = ["| part taken out | CPU µs per request it cost: web | Redis | wrk | all |", "|---|---|---|---|---|"]
+    for part, cost in r["cpu_us_per_request_of_each_part"].items():
+        web, redis, wrk = (cost[f"{who}_cpu_us_per_request"] for who in ("web", "redis", "wrk"))
+        rows.append(f"| {part} ({PARTS[part]}) | {web:,.0f} | {redis:,.0f} | {wrk:,.0f} | {web + redis + wrk:,.0f} |")
+    return "\n".join(rows)
+
+
 def report(folder: Path) -> str:
-    """The results table, then the intake's servers side by side for each path measured."""
+    """The results table, then the intake's servers side by side for each path measured, and what
+    each part of the intake costs when that was measured."""
     parts = [table(folder)]
-    for name, title in (("intake", "Intake, new orders"), ("duplicates", "Intake, redeliveries")):
+    for name, title in (("intake", "Intake, new orders"), ("duplicates", "Intake, redeliveries"),
+                        ("ablation", "The bridge without one part at a time, new orders")):
         if (r := _load(folder, name)) is not None:
             parts.append(f"{title}, medians of {max(x['round'] for x in r['rounds'])} interleaved rounds:\n\n"
                          + intake_servers(r))
+            if "cpu_us_per_request_of_each_part" in r:
+                parts.append(intake_parts(r))
     return "\n\n".join(parts)
 
 
