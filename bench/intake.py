@@ -213,8 +213,8 @@ def summarise(results: list[dict[str, Any]], servers: list[str], duplicates: boo
     parts = {}
     for name in servers:
         if name in ABLATED and "bridge" in servers:
-            parts[ABLATED[name]] = {k: round(statistics.median(rs["bridge"][k] - rs[name][k] for rs in by_round.values()), 1)
-                                    for k in CPU}
+            parts[ABLATED[name]] = {
+                k: round(statistics.median(rs["bridge"][k] - rs[name][k] for rs in by_round.values()), 1) for k in CPU}
     return {
         "path": "duplicates" if duplicates else "new orders", "connections": connections,
         "ratios": ratios, **({"cpu_us_per_request_of_each_part": parts} if parts else {}),

@@ -48,8 +48,9 @@ def table(folder: Path) -> str:
     rows = ["| # | benchmark | result | baseline, same run | ratio | goal | command |",
             "|---|---|---|---|---|---|---|"]
     if (r := _load(folder, "intake")) is not None:
-        rows.append(_intake_row(1, "intake, new orders (8 connections)", "≥ 1.3 to naive, ≥ 0.8 to floor, p99 ≤ 25 ms",
-                                r, ("bridge/naive", "bridge/floor"), "python -m bench.intake"))
+        rows.append(_intake_row(1, "intake, new orders (8 connections)",
+                                "≥ 1.3 to naive, ≥ 0.8 to floor, p99 ≤ 25 ms", r, ("bridge/naive", "bridge/floor"),
+                                "python -m bench.intake"))
     if (r := _load(folder, "duplicates")) is not None:
         rows.append(_intake_row(2, "intake, redeliveries", "≥ 0.9 to floor", r, ("bridge/floor",),
                                 "python -m bench.intake --duplicates"))

@@ -73,7 +73,9 @@ def _sole_handler(logger: logging.Logger, level: int) -> JsonLinesHandler | None
         if current.handlers:
             handler = current.handlers[0]
             sole = current is logging.root and len(current.handlers) == 1 and type(handler) is JsonLinesHandler
-            return handler if sole and not handler.filters and level >= handler.level else None  # type: ignore[return-value]
+            if sole and not handler.filters and level >= handler.level:
+                return handler  # type: ignore[return-value]
+            return None
         if not current.propagate or current.parent is None:
             return None
         current = current.parent

@@ -8,10 +8,11 @@ which the submits in flight in one process share (:mod:`workers.group_commit`).
 
 The job hash is RQ's own (written from a per-process :class:`~workers.job_template.JobTemplate`
 that matches ``Job.create`` + ``Job.to_dict`` field for field), so RQ workers, registries, the
-scheduler and the dashboard treat it like any other job. The verified payload travels as a job argument, so a
-failed job can be replayed as it arrived; it expires with the job (``payload_retention``). The order
-index lives as long as the ledger (``ledger_retention``): a Shopify refund names only the order id,
-and a return months after the payment must still find the order's reference.
+scheduler and the dashboard treat it like any other job. The verified payload travels as a job
+argument, so a failed job can be replayed as it arrived; it expires with the job
+(``payload_retention``). The order index lives as long as the ledger (``ledger_retention``): a
+Shopify refund names only the order id, and a return months after the payment must still find the
+order's reference.
 """
 
 from __future__ import annotations
