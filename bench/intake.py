@@ -13,7 +13,8 @@ once before each of its turns).
 
 Prints JSON: every round's figures (requests/s, p50, p99, errors, and CPU per request of wrk, the
 server's processes and Redis, read from /proc), the medians per server, and the medians of the
-per-round ratios (bridge to naive peer, bridge to floor, each to bare). ``--ablate`` serves, beside
+per-round ratios (bridge to naive peer, bridge to floor, each to bare), of requests per second and
+of total CPU per request (inverted, so both read as "how many times the baseline's throughput"). ``--ablate`` serves, beside
 the floor and the bridge, the bridge without one part of its intake at a time (``bench/ablation.py``)
 and adds what each part costs: the bridge's CPU per request minus the variant's, same round.
 """
@@ -199,16 +200,24 @@ def benchmark(duplicates: bool, rounds: int, seconds: float, connections: int, t
     return summarise(results, servers, duplicates, connections)
 
 
+def _cpu(figures: dict[str, Any]) -> float:
+    return sum(figures[k] for k in CPU)  # type: ignore[no-any-return]
+
+
 def summarise(results: list[dict[str, Any]], servers: list[str], duplicates: bool,
               connections: int) -> dict[str, Any]:
     """Medians per server, and the medians of the per-round ratios between servers."""
     by_round: dict[int, dict[str, dict[str, Any]]] = {}
     for r in results:
         by_round.setdefault(r["round"], {})[r["server"]] = r
-    ratios = {}
+    ratios, cpu_ratios = {}, {}
     for a, b in RATIOS:
         if a in servers and b in servers:
             ratios[f"{a}/{b}"] = round(statistics.median(rs[a]["rps"] / rs[b]["rps"] for rs in by_round.values()), 3)
+            # The same ratio from CPU per request (all three: web, Redis, wrk): on a machine the
+            # benchmark saturates, requests per second go as its inverse, and other processes'
+            # load disturbs it far less than they disturb requests per second.
+            cpu_ratios[f"{a}/{b}"] = round(statistics.median(_cpu(rs[b]) / _cpu(rs[a]) for rs in by_round.values()), 3)
     # What each part of the bridge costs: the bridge's CPU per request minus its variant's, same round.
     parts = {}
     for name in servers:
@@ -217,7 +226,8 @@ def summarise(results: list[dict[str, Any]], servers: list[str], duplicates: boo
                 k: round(statistics.median(rs["bridge"][k] - rs[name][k] for rs in by_round.values()), 1) for k in CPU}
     return {
         "path": "duplicates" if duplicates else "new orders", "connections": connections,
-        "ratios": ratios, **({"cpu_us_per_request_of_each_part": parts} if parts else {}),
+        "ratios": ratios, "ratios_by_cpu": cpu_ratios,
+        **({"cpu_us_per_request_of_each_part": parts} if parts else {}),
         "servers": {name: {k: round(statistics.median(r[k] for r in results if r["server"] == name), 2)
                            for k in FIGURES} for name in servers},
         "non_2xx": {name: sum(r["non_2xx"] + r["errors"] for r in results if r["server"] == name) for name in servers},

@@ -20,7 +20,9 @@ def _intake_row(n: int, label: str, goal: str, r: dict[str, Any], headline: tupl
     servers, ratios = r["servers"], r["ratios"]
     bridge = servers["bridge"]
     baselines = ", ".join(f"{PEERS[name]} {servers[name]['rps']:.0f} req/s" for name in ("naive", "floor", "bare"))
-    ratio = ", ".join(f"**{ratios[key]:.2f}** {key.replace('/', ' to ')}" for key in headline)
+    by_cpu = r.get("ratios_by_cpu", {})
+    ratio = ", ".join(f"**{ratios[key]:.2f}** {key.replace('/', ' to ')}"
+                      + (f" (CPU: {by_cpu[key]:.2f})" if key in by_cpu else "") for key in headline)
     return (f"| {n} | {label} | {bridge['rps']:.0f} req/s, p50 {bridge['p50_ms']:.1f} ms, p99 {bridge['p99_ms']:.1f} ms "
             f"| {baselines} | {ratio} | {goal} | `{command}` |")
 
