@@ -1,11 +1,22 @@
-"""Intake benchmark: the web process exactly as the Procfile runs it, against a bare Flask handler
-that answers 202 under the same gunicorn settings, in alternating rounds (A B A B ...) with wrk.
+"""Intake benchmark: the web process exactly as the Procfile runs it, against the three peers of
+``bench/peers.py`` (bare Flask; HMAC + one ``LPUSH``, the floor; HMAC + ``json.loads`` + RQ's
+``Queue.enqueue``, the naive peer), all under the same gunicorn settings, in interleaved rounds.
 
     python -m bench.intake [--duplicates] [--rounds 5] [--seconds 8] [--connections 8]
+    python -m bench.intake --ablate      # what each part of the bridge's intake costs
 
-New orders: every request is a different signed WooCommerce paid order (Redis is emptied before
-each bridge round), so dedupe never short-cuts. ``--duplicates``: the same delivery over and over
-(the redelivery path). Prints JSON with each round and the median ratio of requests per second.
+Every round runs each server once (the order reversed every other round, so none always goes first),
+with wrk posting the same signed WooCommerce paid orders; Redis is emptied before each server's turn.
+New orders: every request is a different order, so the bridge's dedupe never short-cuts.
+``--duplicates``: the same delivery over and over (for the bridge, the redelivery path: it is queued
+once before each of its turns).
+
+Prints JSON: every round's figures (requests/s, p50, p99, errors, and CPU per request of wrk, the
+server's processes and Redis, read from /proc), the medians per server, and the medians of the
+per-round ratios (bridge to naive peer, bridge to floor, each to bare), of requests per second and
+of total CPU per request (inverted, so both read as "how many times the baseline's throughput"). ``--ablate`` serves, beside
+the floor and the bridge, the bridge without one part of its intake at a time (``bench/ablation.py``)
+and adds what each part costs: the bridge's CPU per request minus the variant's, same round.
 """
 
 from __future__ import annotations
@@ -13,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -24,6 +36,7 @@ from typing import Any
 import requests
 from redis import Redis
 
+from bench.ablation import PARTS
 from bench.cluster import BIN, ROOT, procfile, wait_until
 from bridge.embedded_redis import EmbeddedRedis, free_port
 from bridge.samples import sample_webhook
@@ -41,7 +54,18 @@ api_key = "lty_bench"
 api_secret = "bench"
 """
 WRK_SCRIPT = Path(__file__).with_name("post.lua")
-FIGURES = ("rps", "p50_ms", "p99_ms", "web_cpu_us_per_request", "redis_cpu_us_per_request")
+# The servers, as gunicorn app targets; the bridge is the Procfile's.
+SERVERS = {"bare": "bench.peers:bare", "floor": "bench.peers:floor", "naive": "bench.peers:naive",
+           "bridge": "bridge.wsgi:app"}
+# --ablate: the bridge without one part of its intake at a time (bench/ablation.py), beside the floor.
+ABLATED = {f"bridge without {part}": part for part in PARTS}
+CPU = ("web_cpu_us_per_request", "redis_cpu_us_per_request", "wrk_cpu_us_per_request")
+FIGURES = ("rps", "p50_ms", "p99_ms", *CPU)
+# The headline ratios: (server, baseline).
+# Where each server leaves what it took, to check that it did store every request it answered.
+STORED = {"floor": "bench:floor", "naive": "rq:queue:naive", "bridge": "rq:queue:loyalty"}
+STORED.update({name: "rq:queue:loyalty" for name in ABLATED})
+RATIOS = (("bridge", "naive"), ("bridge", "floor"), ("floor", "bare"), ("naive", "bare"), ("bridge", "bare"))
 
 
 def write_bodies(path: Path, count: int, first_id: int = 1_000_000) -> None:
@@ -82,6 +106,12 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def children_cpu_seconds() -> float:
+    """User + system CPU time of this process's finished children (wrk)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def with_children(pid: int) -> list[int]:
     """A process and its direct children (a gunicorn master and its workers)."""
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
@@ -103,63 +133,105 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--servers", default=",".join(SERVERS),
+                        help=f"comma-separated subset of {', '.join(SERVERS)} (default: all)")
+    parser.add_argument("--ablate", action="store_true",
+                        help="instead: the floor, the bridge, and the bridge without each part of its intake")
     args = parser.parse_args()
-    print(json.dumps(benchmark(args.duplicates, args.rounds, args.seconds, args.connections, args.threads), indent=2))
+    servers = [s.strip() for s in args.servers.split(",") if s.strip()]
+    if args.ablate:
+        servers = ["floor", "bridge", *ABLATED]
+    if unknown := set(servers) - set(SERVERS) - set(ABLATED):
+        parser.error(f"unknown servers: {', '.join(sorted(unknown))}")
+    print(json.dumps(benchmark(args.duplicates, args.rounds, args.seconds, args.connections, args.threads,
+                               servers), indent=2))
 
 
-def benchmark(duplicates: bool, rounds: int, seconds: float, connections: int, threads: int) -> dict[str, Any]:
-    """Alternate bare / bridge rounds and return every round's figures and the median ratio."""
+def benchmark(duplicates: bool, rounds: int, seconds: float, connections: int, threads: int,
+              servers: list[str] | None = None) -> dict[str, Any]:
+    """Interleaved rounds of every server; every round's figures, the medians and the median ratios."""
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed (apt-get install wrk)")
+    servers = servers or list(SERVERS)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         bodies = tmp / "bodies.txt"
         write_bodies(bodies, 1 if duplicates else 60_000)
         (tmp / "stores.toml").write_text(STORES_TOML)
         redis = EmbeddedRedis(tmp / "redis", persist=False).start()
+        assert redis.process is not None
         env = {**os.environ, "REDIS_URL": redis.url, "BRIDGE_STORES_FILE": str(tmp / "stores.toml"),
                "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
                "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics")}
-        bridge_port, bare_port = free_port(), free_port()
-        bridge = start_server(procfile("web"), bridge_port, env, tmp / "bridge.log")
-        bare_cmd = [c if c != "bridge.wsgi:app" else "bench.bare_app:app" for c in procfile("web")]
-        bare = start_server(bare_cmd, bare_port, env, tmp / "bare.log")
-        connection = Redis.from_url(redis.url)
+        ports = {name: free_port() for name in servers}
+        processes = {}
         results: list[dict[str, Any]] = []
+        connection = Redis.from_url(redis.url)
         try:
-            if duplicates:   # the one delivery is queued once; every request after is a redelivery
-                run_wrk(f"http://127.0.0.1:{bridge_port}", bodies, 1, 1, 1)
+            for name in servers:
+                target = SERVERS.get(name, "bench.ablation:app")
+                command = [c if c != "bridge.wsgi:app" else target for c in procfile("web")]
+                processes[name] = start_server(command, ports[name], {**env, "BENCH_WITHOUT": ABLATED.get(name, "")},
+                                               tmp / f"{name}.log")
             for n in range(rounds):
-                for name, port in (("bare", bare_port), ("bridge", bridge_port)):
-                    if name == "bridge" and not duplicates:
-                        connection.flushall()
+                for name in servers if n % 2 == 0 else servers[::-1]:
+                    url = f"http://127.0.0.1:{ports[name]}"
+                    connection.flushall()
+                    if duplicates and name.startswith("bridge"):   # queued once; every request after is a redelivery
+                        run_wrk(url, bodies, 1, 1, 1)
                     time.sleep(0.5)
-                    server_pids = with_children((bridge if name == "bridge" else bare).pid)
-                    assert redis.process is not None
-                    before = cpu_seconds(server_pids), cpu_seconds([redis.process.pid])
-                    figures = run_wrk(f"http://127.0.0.1:{port}", bodies, seconds, connections, threads)
-                    after = cpu_seconds(server_pids), cpu_seconds([redis.process.pid])
-                    # CPU per request, so the gap to the bare handler can be split between the web
-                    # processes and Redis (both share the machine with wrk).
+                    server_pids = with_children(processes[name].pid)
+                    before = cpu_seconds(server_pids), cpu_seconds([redis.process.pid]), children_cpu_seconds()
+                    figures = run_wrk(url, bodies, seconds, connections, threads)
+                    after = cpu_seconds(server_pids), cpu_seconds([redis.process.pid]), children_cpu_seconds()
+                    # CPU per request: the machine's cores are shared by all three, so the gap between
+                    # servers shows where it is spent, and contention from elsewhere disturbs it less
+                    # than requests per second.
                     cpu = {f"{who}_cpu_us_per_request": round((a - b) / max(figures["requests"], 1) * 1e6, 1)
-                           for who, a, b in zip(("web", "redis"), after, before, strict=True)}
-                    results.append({"round": n + 1, "server": name, **figures, **cpu})
-            queued = connection.llen("rq:queue:loyalty")
+                           for who, a, b in zip(("web", "redis", "wrk"), after, before, strict=True)}
+                    stored = connection.llen(STORED[name]) if name in STORED else None
+                    results.append({"round": n + 1, "server": name, "load_1min": os.getloadavg()[0],
+                                    **figures, **cpu, "stored": stored})
         finally:
-            for process in (bridge, bare):
+            for process in processes.values():
                 process.terminate()
                 process.wait(20)
             redis.stop()
-    ratios = [b["rps"] / a["rps"] for a, b in zip(results[::2], results[1::2], strict=True)]
-    bridge_rounds = [r for r in results if r["server"] == "bridge"]
-    bare_rounds = [r for r in results if r["server"] == "bare"]
+    return summarise(results, servers, duplicates, connections)
+
+
+def _cpu(figures: dict[str, Any]) -> float:
+    return sum(figures[k] for k in CPU)  # type: ignore[no-any-return]
+
+
+def summarise(results: list[dict[str, Any]], servers: list[str], duplicates: bool,
+              connections: int) -> dict[str, Any]:
+    """Medians per server, and the medians of the per-round ratios between servers."""
+    by_round: dict[int, dict[str, dict[str, Any]]] = {}
+    for r in results:
+        by_round.setdefault(r["round"], {})[r["server"]] = r
+    ratios, cpu_ratios = {}, {}
+    for a, b in RATIOS:
+        if a in servers and b in servers:
+            ratios[f"{a}/{b}"] = round(statistics.median(rs[a]["rps"] / rs[b]["rps"] for rs in by_round.values()), 3)
+            # The same ratio from CPU per request (all three: web, Redis, wrk): on a machine the
+            # benchmark saturates, requests per second go as its inverse, and other processes'
+            # load disturbs it far less than they disturb requests per second.
+            cpu_ratios[f"{a}/{b}"] = round(statistics.median(_cpu(rs[b]) / _cpu(rs[a]) for rs in by_round.values()), 3)
+    # What each part of the bridge costs: the bridge's CPU per request minus its variant's, same round.
+    parts = {}
+    for name in servers:
+        if name in ABLATED and "bridge" in servers:
+            parts[ABLATED[name]] = {
+                k: round(statistics.median(rs["bridge"][k] - rs[name][k] for rs in by_round.values()), 1) for k in CPU}
     return {
-        "path": "duplicates" if duplicates else "new orders", "connections": connections, "rounds": results,
-        "median_ratio": round(statistics.median(ratios), 3),
-        "bridge": {k: round(statistics.median(r[k] for r in bridge_rounds), 2) for k in FIGURES},
-        "bare": {k: round(statistics.median(r[k] for r in bare_rounds), 2) for k in FIGURES},
-        "non_2xx": sum(r["non_2xx"] + r["errors"] for r in results),
-        "jobs_queued_in_last_round": queued,
+        "path": "duplicates" if duplicates else "new orders", "connections": connections,
+        "ratios": ratios, "ratios_by_cpu": cpu_ratios,
+        **({"cpu_us_per_request_of_each_part": parts} if parts else {}),
+        "servers": {name: {k: round(statistics.median(r[k] for r in results if r["server"] == name), 2)
+                           for k in FIGURES} for name in servers},
+        "non_2xx": {name: sum(r["non_2xx"] + r["errors"] for r in results if r["server"] == name) for name in servers},
+        "rounds": results,
     }
 
 

@@ -1,4 +1,4 @@
-"""The results table of ``docs/BENCHMARKS.md``, from the JSON files ``bench/run-all`` leaves.
+"""The tables of ``docs/BENCHMARKS.md``, from the JSON files ``bench/run-all`` leaves.
 
     python -m bench.report bench-results
 """
@@ -16,11 +16,33 @@ def _load(folder: Path, name: str) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def _intake_row(n: int, label: str, goal: str, r: dict[str, Any], command: str) -> str:
-    bridge, bare = r["bridge"], r["bare"]
+def _intake_row(n: int, label: str, goal: str, r: dict[str, Any], headline: tuple[str, ...], command: str) -> str:
+    servers, ratios = r["servers"], r["ratios"]
+    bridge = servers["bridge"]
+    baselines = ", ".join(f"{PEERS[name]} {servers[name]['rps']:.0f} req/s" for name in ("naive", "floor", "bare"))
+    by_cpu = r.get("ratios_by_cpu", {})
+    ratio = ", ".join(f"**{ratios[key]:.2f}** {key.replace('/', ' to ')}"
+                      + (f" (CPU: {by_cpu[key]:.2f})" if key in by_cpu else "") for key in headline)
     return (f"| {n} | {label} | {bridge['rps']:.0f} req/s, p50 {bridge['p50_ms']:.1f} ms, p99 {bridge['p99_ms']:.1f} ms "
-            f"| bare handler {bare['rps']:.0f} req/s, p99 {bare['p99_ms']:.1f} ms | **{r['median_ratio']:.2f}** "
-            f"| {goal} | `{command}` |")
+            f"| {baselines} | {ratio} | {goal} | `{command}` |")
+
+
+PEERS = {"bare": "bare Flask", "floor": "HMAC + LPUSH", "naive": "Flask + RQ enqueue", "bridge": "the bridge"}
+
+
+def _label(name: str) -> str:
+    return f"{PEERS[name]} (`{name}`)" if name in PEERS else name
+
+
+def intake_servers(r: dict[str, Any]) -> str:
+    """The four servers of one intake run side by side: throughput, latency and CPU per request."""
+    rows = ["| server | req/s | p50 ms | p99 ms | CPU µs per request: web | Redis | wrk | errors |",
+            "|---|---|---|---|---|---|---|---|"]
+    for name, f in r["servers"].items():
+        rows.append(f"| {_label(name)} | {f['rps']:,.0f} | {f['p50_ms']:.1f} | {f['p99_ms']:.1f} "
+                    f"| {f['web_cpu_us_per_request']:,.0f} | {f['redis_cpu_us_per_request']:,.0f} "
+                    f"| {f['wrk_cpu_us_per_request']:,.0f} | {r['non_2xx'][name]} |")
+    return "\n".join(rows)
 
 
 def table(folder: Path) -> str:
@@ -28,10 +50,12 @@ def table(folder: Path) -> str:
     rows = ["| # | benchmark | result | baseline, same run | ratio | goal | command |",
             "|---|---|---|---|---|---|---|"]
     if (r := _load(folder, "intake")) is not None:
-        rows.append(_intake_row(1, "intake, new orders (8 connections)", "≥ 0.8, p99 ≤ 25 ms", r,
+        rows.append(_intake_row(1, "intake, new orders (8 connections)",
+                                "≥ 1.3 to naive, ≥ 0.8 to floor, p99 ≤ 25 ms", r, ("bridge/naive", "bridge/floor"),
                                 "python -m bench.intake"))
     if (r := _load(folder, "duplicates")) is not None:
-        rows.append(_intake_row(2, "intake, redeliveries", "≥ 0.9", r, "python -m bench.intake --duplicates"))
+        rows.append(_intake_row(2, "intake, redeliveries", "≥ 0.9 to floor", r, ("bridge/floor",),
+                                "python -m bench.intake --duplicates"))
     if (r := _load(folder, "workers")) is not None:
         rows.append(f"| 3 | worker, paid-order jobs | {r['paid_jobs_per_s']:.0f} jobs/s, "
                     f"{r['calls_per_paid_order']:.2f} Loyalty.lt calls per order | RQ SimpleWorker no-op jobs "
@@ -64,5 +88,30 @@ def table(folder: Path) -> str:
     return "\n".join(rows)
 
 
+def intake_parts(r: dict[str, Any]) -> str:
+    """What each part of the bridge's intake costs (``bench.intake --ablate``)."""
+    from bench.ablation import PARTS
+
+    rows = ["| part taken out | CPU µs per request it cost: web | Redis | wrk | all |", "|---|---|---|---|---|"]
+    for part, cost in r["cpu_us_per_request_of_each_part"].items():
+        web, redis, wrk = (cost[f"{who}_cpu_us_per_request"] for who in ("web", "redis", "wrk"))
+        rows.append(f"| {part} ({PARTS[part]}) | {web:,.0f} | {redis:,.0f} | {wrk:,.0f} | {web + redis + wrk:,.0f} |")
+    return "\n".join(rows)
+
+
+def report(folder: Path) -> str:
+    """The results table, then the intake's servers side by side for each path measured, and what
+    each part of the intake costs when that was measured."""
+    parts = [table(folder)]
+    for name, title in (("intake", "Intake, new orders"), ("duplicates", "Intake, redeliveries"),
+                        ("ablation", "The bridge without one part at a time, new orders")):
+        if (r := _load(folder, name)) is not None:
+            parts.append(f"{title}, medians of {max(x['round'] for x in r['rounds'])} interleaved rounds:\n\n"
+                         + intake_servers(r))
+            if "cpu_us_per_request_of_each_part" in r:
+                parts.append(intake_parts(r))
+    return "\n\n".join(parts)
+
+
 if __name__ == "__main__":
-    print(table(Path(sys.argv[1] if len(sys.argv) > 1 else "bench-results")))
+    print(report(Path(sys.argv[1] if len(sys.argv) > 1 else "bench-results")))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from functools import lru_cache
 from typing import Any
 
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest,
@@ -23,6 +24,7 @@ from rq import Queue
 from rq.registry import DeferredJobRegistry, FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 from workers.ledger import Ledger
+from workers.platforms import ADAPTERS
 
 WEBHOOKS = Counter("bridge_webhooks_total", "Webhook deliveries by platform, store and outcome.",
                    ["platform", "store", "outcome"])
@@ -42,16 +44,26 @@ SHOP_SUBSCRIPTIONS = Counter("bridge_shop_subscription_problems_total", "Webhook
                              ["store", "topic", "problem"])
 
 
+@lru_cache(maxsize=1024)
+def _webhook_series(platform: str, store: str, outcome: str) -> tuple[Counter, Histogram]:
+    # labels() takes a lock and builds its key on every call; the intake calls this per webhook.
+    return WEBHOOKS.labels(platform, store, outcome), WEBHOOK_SECONDS.labels(platform)
+
+
 def observe_webhook(fields: dict[str, Any]) -> None:
     """Count one answered webhook (the intake's log fields)."""
-    outcome = str(fields.get("outcome", "unknown"))
-    if fields.get("http_status") in (401, 404, 413, 400, 503):
-        outcome = f"rejected_{fields['http_status']}"
-    # Unknown store ids come from the internet: do not let them create label values.
-    store = str(fields.get("store")) if fields.get("http_status") != 404 else "unknown"
-    WEBHOOKS.labels(str(fields.get("platform", "unknown")), store, outcome).inc()
+    status = fields.get("http_status")
+    outcome = f"rejected_{status}" if status in (401, 404, 413, 400, 503) else str(fields.get("outcome", "unknown"))
+    # Unknown store ids and platforms come from the internet: do not let them create label values.
+    if status == 404:
+        platform = str(fields.get("platform")) if fields.get("platform") in ADAPTERS else "unknown"
+        store = "unknown"
+    else:
+        platform, store = str(fields.get("platform", "unknown")), str(fields.get("store"))
+    count, seconds = _webhook_series(platform, store, outcome)
+    count.inc()
     if "duration_ms" in fields:
-        WEBHOOK_SECONDS.labels(str(fields.get("platform", "unknown"))).observe(float(fields["duration_ms"]) / 1000)
+        seconds.observe(float(fields["duration_ms"]) / 1000)
 
 
 def observe_job(event: str, outcome: str) -> None:

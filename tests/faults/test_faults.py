@@ -5,6 +5,7 @@ no webhook that got a 2xx is lost."""
 from __future__ import annotations
 
 import random
+import signal
 import threading
 import time
 from collections import Counter
@@ -173,6 +174,41 @@ def test_a_worker_waits_for_redis_at_start_and_under_it(workdir: Path, worker_ar
     waiting = [line for line in lines if "is unavailable" in line]
     assert all(c.redis.url in line for line in waiting)
     assert not [line for line in lines if "quitting" in line]
+
+
+def test_a_webhook_is_acknowledged_only_once_its_own_submit_is_in_redis(workdir: Path) -> None:
+    """One web process of 8 threads, whose submits share round trips (group commit), under a stream
+    of webhooks: while Redis is frozen no webhook is acknowledged, and after Redis is killed in that
+    state and started again from its append-only file, every acknowledged webhook's job is there."""
+    orders = [order_of("woocommerce", 850000 + i) for i in range(300)]
+    acknowledged: list[tuple[float, int]] = []
+    with Cluster(workdir, webs=1, web_concurrency=1, workers=0, env={"WEB_THREADS": "8"}) as c:
+        url = c.urls[0]
+
+        def send(order: PlannedOrder) -> None:
+            post_until_accepted(url, deliveries(order)[0])
+            acknowledged.append((time.monotonic(), order.order_id))
+
+        with ThreadPoolExecutor(16) as pool:
+            futures = [pool.submit(send, order) for order in orders]
+            wait_until(lambda: len(acknowledged) >= 50, 30, "the stream to start")
+            redis = c.redis.process
+            assert redis is not None
+            redis.send_signal(signal.SIGSTOP)
+            frozen = time.monotonic()
+            time.sleep(1.0)
+            redis.send_signal(signal.SIGKILL)
+            redis.wait()
+            killed = time.monotonic()
+            c.redis.stop()
+            c.redis.start()
+            for future in futures:
+                future.result()
+        # Answers already on their way when Redis froze may land just after.
+        assert [order for at, order in acknowledged if frozen + 0.2 < at < killed] == []
+        connection = c.connection()
+        assert [o.order_id for o in orders if not connection.exists(f"rq:job:paid-woo-{o.order_id}")] == []
+        assert len(acknowledged) == len(orders)
 
 
 def test_5xx_timeouts_and_429_storms_still_award_exactly_once(workdir: Path) -> None:
