@@ -30,7 +30,9 @@ VARYING = ("created_at", "enqueued_at", "data", "description", "meta")
 # it in afresh (55-75 µs instead of 15 on this project's benchmark machine; RQ's own enqueue takes
 # 0.7 page faults per webhook there, this 0.07); an 8 KiB window (64 KiB of state, reused from the
 # heap) compresses webhook payloads as small (4.7 KB of WooCommerce order: 1,496 bytes either way).
-_COMPRESSION = (zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, 13, 6)   # level, method, window bits, memory level
+# zlib's fastest level: 50 µs instead of 75 for that order, 55 instead of 165 for a 13 KB Shopify
+# order, for 12-25% more bytes kept (1,746 instead of 1,563; 3,139 instead of 2,566).
+_COMPRESSION = (zlib.Z_BEST_SPEED, zlib.DEFLATED, 13, 6)   # level, method, window bits, memory level
 
 
 class JobTemplate:
