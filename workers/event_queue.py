@@ -250,6 +250,11 @@ class EventQueue:
         """The job reached its end (done, or failed for a person to see)."""
         self.connection.zrem(self.open_jobs_key, job_id)
 
+    def expected(self, job_id: str, at: float) -> None:
+        """The job comes back at ``at`` (a retry, a wait, an award held back for days): the sweep
+        need not look at it before then."""
+        self.connection.zadd(self.open_jobs_key, {job_id: at}, xx=True)
+
     def _somewhere(self, job: Job) -> bool:
         """Whether RQ holds the job anywhere a worker or the scheduler will find it."""
         queue = self.queue
@@ -266,16 +271,20 @@ class EventQueue:
         lost when nothing touched it for ``older_than`` seconds.
         """
         found: list[str] = []
-        cutoff = time.time() - older_than
+        now = time.time()
+        cutoff = now - older_than
         raw: list[bytes] = self.connection.zrangebyscore(self.open_jobs_key, 0, cutoff)  # type: ignore[assignment]
-        for job_id in (r.decode() for r in raw):
-            job = next(iter(Job.fetch_many([job_id], connection=self.connection)), None)
+        ids = [r.decode() for r in raw]
+        for job_id, job in zip(ids, Job.fetch_many(ids, connection=self.connection), strict=True):
             if job is None or job.get_status(refresh=False) in FINAL:
                 self.closed(job_id)
                 continue
             touched = max((t.timestamp() for t in (job.enqueued_at, job.started_at, job.ended_at,
                                                    job.last_heartbeat) if t), default=0.0)
             if touched > cutoff or self._somewhere(job):
+                # Found where it should be: not looked at again for another ``older_than`` (a
+                # backlog of thousands would otherwise be searched for at every maintenance run).
+                self.connection.zadd(self.open_jobs_key, {job_id: now}, xx=True)
                 continue
             logger.warning("requeueing lost job %s (status %s, held nowhere)", job_id, job.get_status(refresh=False))
             self.queue.enqueue_job(job)

@@ -114,6 +114,7 @@ def _come_back(ctx: WorkerContext, job: Job | None, ev: Event, exc: Exception, f
                   attempt=ctx.retry_policy.attempts(job) if job else 1)
     log(logger, "job", logging.WARNING if kind == "retry" else logging.INFO, **fields)
     observe_job(ev.kind, kind)
+    ctx.events.expected(fields["job_id"], time.time() + retry.intervals[0])
     return retry
 
 
@@ -126,6 +127,7 @@ def _hold_back(ctx: WorkerContext, job: Job | None, ev: Event, exc: NotDue, fiel
     fields.update(outcome="pending", reason=exc.reason, due_at=exc.due.isoformat(timespec="seconds"))
     log(logger, "job", **fields)
     observe_job(ev.kind, "pending")
+    ctx.events.expected(fields["job_id"], exc.due.timestamp())
     return ctx.retry_policy.at_due_time(exc.delay or 0.0)
 
 

@@ -73,6 +73,9 @@ def test_the_award_is_made_once_when_the_delay_has_passed(shop_with: Callable[[s
     assert shop.job().get_status() == JobStatus.SCHEDULED                     # held by RQ's scheduler, no worker
     due = shop.record().due
     assert due is not None and due.delay == 2
+    # The sweep of open jobs leaves it alone until it is due (held for days, it would cost every run).
+    opened = shop.ctx.connection.zscore(shop.ctx.events.open_jobs_key, PAID_JOB)
+    assert opened == datetime.fromisoformat(due.due_at).timestamp()
     (recent,) = recent_events(shop.ctx.events.queue)
     assert recent.outcome == f"pending until {due.due_at}"
     assert 'bridge_pending_awards{store="coffee-shopify"} 1.0' in render(shop.ctx.connection, "loyalty")[0].decode()

@@ -528,6 +528,19 @@ def test_a_job_rq_lost_track_of_is_found_and_requeued(client: FlaskClient, worke
     assert conn.zcard(worker_ctx.events.open_jobs_key) == 0
 
 
+def test_the_sweep_looks_at_a_job_held_where_it_should_be_only_once_per_period(
+        client: FlaskClient, worker_ctx: WorkerContext) -> None:
+    """A backlog queued for hours is found where it should be and re-scored, so that the next
+    maintenance runs do not search the queue for each of its jobs again."""
+    deliver(client, "woocommerce", "processing", "order.created")
+    conn, key = worker_ctx.connection, worker_ctx.events.open_jobs_key
+    conn.zadd(key, {"paid-coffee-woo-4210": 1.0})                # queued long ago, still waiting its turn
+    before = time.time()
+    assert worker_ctx.events.sweep(older_than=60) == []          # held in the queue: not lost
+    assert conn.zscore(key, "paid-coffee-woo-4210") >= before    # ...and not due another look for 60 s
+    assert conn.zrangebyscore(key, 0, time.time() - 60) == []
+
+
 def test_a_429_pauses_the_api_key_for_every_job_until_retry_after(client: FlaskClient, worker_ctx: WorkerContext,
                                                                   api: FakeApi) -> None:
     """Both stores share one API key: the first job's 429 holds back the other job too, and each comes
