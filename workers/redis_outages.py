@@ -2,7 +2,8 @@
 
 RQ 3 already rides out a lost connection in one place: while a worker waits for a job, a connection
 error is logged and retried with backoff. Everywhere else in ``Worker.work`` (the suspension check,
-maintenance, heartbeats, a job's bookkeeping before and after it runs) a lost Redis ends the loop
+maintenance, heartbeats, the worker's state (set to "idle" just before that wait), a job's bookkeeping
+before and after it runs) a lost Redis ends the loop
 ("found an unhandled exception, quitting") and the process exits, leaving a platform to restart it
 in a loop. :class:`RidesOutRedisOutages` wraps exactly those steps: when one finds Redis gone, the
 worker waits in :func:`workers.connection.wait_for_redis` (capped, jittered backoff, one log line per
@@ -86,6 +87,13 @@ class RidesOutRedisOutages(_Base):
             return
         self._through_outages(super().heartbeat, timeout)
 
+    def set_state(self, state: str, pipeline: Any = None) -> None:
+        # RQ sets "idle" first thing in its wait for a job, outside the try that rides out an outage there.
+        if pipeline is not None:
+            super().set_state(state, pipeline)
+            return
+        self._through_outages(super().set_state, state)
+
     def maintain_heartbeats(self, job: Job, execution: Execution) -> None:
         # The forking worker's parent, while its work horse runs the job.
         self._through_outages(super().maintain_heartbeats, job, execution)
@@ -103,7 +111,7 @@ class RidesOutRedisOutages(_Base):
                 redis=masked_url(self.redis_url or ""), error=describe(exc))
             self.executions.clear()  # the execution is RQ's to clean up now, from the registry
             self.wait_for_redis(exc)
-            self._through_outages(self.set_state, WorkerStatus.IDLE)
+            self.set_state(WorkerStatus.IDLE)
 
     def _pubsub_exception_handler(self, exc: Exception, pubsub: Any, pubsub_thread: Any) -> None:
         """RQ's handler for its command-channel thread logs every 2 s of an outage (and lets a timeout kill

@@ -122,7 +122,7 @@ def test_sigkill_a_worker_mid_create_and_mid_deduct(workdir: Path, listing: str)
 def test_redis_restart_during_a_stream_loses_no_acknowledged_webhook(workdir: Path) -> None:
     orders = [order_of("shopify" if i % 2 else "woocommerce", 820000 + i) for i in range(60)]
     answers: Counter[int] = Counter()
-    with Cluster(workdir, webs=1, workers=2) as c:
+    with Cluster(workdir, webs=1, workers=2, log=True) as c:
         def stream() -> None:
             for order in orders:
                 post_until_accepted(c.urls[0], deliveries(order)[0], answers)
@@ -135,7 +135,7 @@ def test_redis_restart_during_a_stream_loses_no_acknowledged_webhook(workdir: Pa
         sender.join(120)
         assert answers[503] > 0, "the intake should answer 503 while Redis is down"
         c.wait_drained(120)
-        assert all(p.poll() is None for p in c.workers), "workers wait for Redis; nobody had to restart them"
+        assert all(p.poll() is None for p in c.workers), f"workers wait for Redis (see {workdir}/workers.log)"
         assert check(c, orders) == []
 
 
@@ -244,7 +244,7 @@ def test_pending_awards_survive_a_redis_restart(workdir: Path) -> None:
     soon = datetime.now(UTC) + timedelta(seconds=12)   # due 15 s from now: time to restart Redis meanwhile
     orders = [PlannedOrder("woocommerce", 850000 + i, f"later-{i}@example.com", Decimal(10 + i), later=True,
                            paid_at=soon) for i in range(8)]
-    with Cluster(workdir, webs=1, workers=2) as c:
+    with Cluster(workdir, webs=1, workers=2, log=True) as c:
         send_all(c, [deliveries(o)[0] for o in orders])
         wait_until(lambda: all(ledger(c).get(o.store, o.reference).due for o in orders), 30, "the awards to be held")
         assert not [t for t in c.transactions() if t["type"] == "purchase"]
