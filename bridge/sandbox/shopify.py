@@ -5,9 +5,11 @@ serves them as the GraphQL Admin API would: ``MoneyBag`` money with amounts like
 ``gid://`` ids, upper-case enums, connections, UTC times, refunded shipping as
 ``refundShippingLines``. The GraphQL endpoint is ``/shopify/<shop>/admin/api/<version>/graphql.json``
 (so a store's ``shop_url`` is ``http://<host>/shopify/<shop>``). It answers the bridge's operations by
-their names (``BridgeCheck``, ``BridgeOrders``, ``BridgeOrderLines``, ``BridgeWebhooks``,
-``BridgeWebhookCreate``, ``BridgeWebhookUpdate``) with every field those queries ask for; any other
-operation gets a GraphQL error. It is not a GraphQL engine.
+their names (``BridgeCheck``, ``BridgeOrders``, ``BridgeOrder``, ``BridgeOrderLines``, ``BridgeRefund``,
+``BridgeWebhooks``, ``BridgeWebhookCreate``, ``BridgeWebhookUpdate``) with every field those queries
+ask for; any other operation gets a GraphQL error. It is not a GraphQL engine, but it prices each
+query from its text as Shopify does (:mod:`bridge.sandbox.query_cost`) and refuses one over the
+single-query limit (``MAX_COST_EXCEEDED``), so a query too greedy for Shopify fails here too.
 
 As Shopify does: ``X-Shopify-Access-Token`` or 401; ``ACCESS_DENIED`` without ``read_orders``; a leaky
 cost bucket (``extensions.cost``), answering ``THROTTLED`` when a query costs more than is left;
@@ -39,12 +41,16 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from pydantic import BaseModel, Field
 from werkzeug.exceptions import abort
 
+from graphql import GraphQLSyntaxError
+
 from bridge.sandbox.deliveries import Deliverer, Outgoing
+from bridge.sandbox.query_cost import SINGLE_QUERY_LIMIT, actual_cost, first_of, requested_cost
 
 TOPICS = {"ORDERS_PAID": "orders/paid", "REFUNDS_CREATE": "refunds/create", "ORDERS_CANCELLED": "orders/cancelled"}
 PAID = {"paid", "partially_refunded", "refunded"}
 _FILTER = re.compile(r"updated_at:(>=|<=|>|<)'?([^' ]+)'?")
 LINES_PAGE = 100
+API_VERSION = "2026-04"
 
 
 class ShopifyShopConfig(BaseModel):
@@ -65,6 +71,12 @@ class ShopifyShopConfig(BaseModel):
 
 def gid(kind: str, value: Any) -> str | None:
     return f"gid://shopify/{kind}/{value}" if value is not None else None
+
+
+def _legacy(value: Any) -> int:
+    """``gid://shopify/Order/123`` → 123 (0 for anything else)."""
+    tail = str(value or "").rsplit("/", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
 
 
 def gql_decimal(value: Any) -> str | None:
@@ -351,7 +363,7 @@ class ShopifyShop:
             headers = {"Content-Type": "application/json", "X-Shopify-Topic": TOPICS[topic],
                        "X-Shopify-Hmac-Sha256": signature.decode(), "X-Shopify-Shop-Domain": self.domain,
                        "X-Shopify-Webhook-Id": str(uuid.uuid4()), "X-Shopify-Event-Id": event_id,
-                       "X-Shopify-Triggered-At": self._now_text(), "X-Shopify-API-Version": "2025-01"}
+                       "X-Shopify-Triggered-At": self._now_text(), "X-Shopify-API-Version": API_VERSION}
             self.deliverer.submit(Outgoing(sub["url"], body, headers,
                                            done=lambda ok, status, sid=sub["id"]: self._delivered(sid, ok)))
         return len(subscribed)
@@ -367,57 +379,71 @@ class ShopifyShop:
 
     # --- the GraphQL endpoint ---
 
-    def _take(self, requested: float) -> tuple[bool, dict[str, Any]]:
-        """Pay for a query from the leaky bucket; (paid, extensions.cost)."""
+    def _level(self) -> float:
+        """The bucket now, refilled since it was last drawn from."""
         level, at = self._bucket
         now = self.monotonic()
         level = min(self.config.bucket_size, level + (now - at) * self.config.restore_rate)
-        paid = requested <= level
-        if paid:
-            level -= requested
         self._bucket = (level, now)
-        return paid, {"requestedQueryCost": requested, "actualQueryCost": requested if paid else None,
-                      "throttleStatus": {"maximumAvailable": self.config.bucket_size,
-                                         "currentlyAvailable": round(level, 1),
-                                         "restoreRate": self.config.restore_rate}}
+        return level
 
-    def graphql(self, operation: str, variables: dict[str, Any]) -> dict[str, Any]:
-        """The answer body of one operation (errors included), with its cost."""
-        handlers: dict[str, tuple[Callable[[dict[str, Any]], dict[str, Any]], Callable[[dict[str, Any]], float]]] = {
-            "BridgeCheck": (self._check, lambda v: 2),
-            "BridgeOrders": (self._orders, lambda v: 2 + 12 * int(v.get("first") or 0)),
-            "BridgeOrderLines": (self._order_lines, lambda v: 2 + LINES_PAGE),
-            "BridgeWebhooks": (self._webhooks, lambda v: 12),
-            "BridgeWebhookCreate": (self._create, lambda v: 10),
-            "BridgeWebhookUpdate": (self._update, lambda v: 10),
+    def _cost(self, requested: float, actual: float | None) -> dict[str, Any]:
+        """``extensions.cost`` after drawing ``actual`` from the bucket (None: throttled, nothing drawn)."""
+        level = self._level() - (actual or 0)
+        self._bucket = (level, self._bucket[1])
+        return {"requestedQueryCost": requested, "actualQueryCost": actual,
+                "throttleStatus": {"maximumAvailable": self.config.bucket_size,
+                                   "currentlyAvailable": round(level, 1), "restoreRate": self.config.restore_rate}}
+
+    def graphql(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+        """The answer body of one operation (errors included), with its cost as Shopify computes it."""
+        handlers: dict[str, Callable[[dict[str, Any], str], dict[str, Any]]] = {
+            "BridgeCheck": self._check, "BridgeOrders": self._orders, "BridgeOrder": self._order_by_id,
+            "BridgeOrderLines": self._order_lines, "BridgeRefund": self._refund_by_id,
+            "BridgeWebhooks": self._webhooks, "BridgeWebhookCreate": self._create,
+            "BridgeWebhookUpdate": self._update,
         }
+        match = re.search(r"\b(?:query|mutation)\s+(\w+)", query)
+        operation = match.group(1) if match else ""
         if operation not in handlers:
             return {"errors": [{"message": f"the emulator does not answer operation {operation or '(unnamed)'}"}]}
-        handler, cost = handlers[operation]
+        try:
+            requested = requested_cost(query, variables)
+        except (GraphQLSyntaxError, ValueError) as exc:
+            return {"errors": [{"message": f"the query cannot be read: {exc}"}]}
+        if requested > SINGLE_QUERY_LIMIT:  # refused before it runs, whatever the bucket holds
+            return {"errors": [{"message": f"Query cost is {requested}, which exceeds the single query max cost "
+                                           f"limit ({SINGLE_QUERY_LIMIT}).",
+                                "extensions": {"code": "MAX_COST_EXCEEDED", "cost": requested,
+                                               "maxCost": SINGLE_QUERY_LIMIT}}]}
         with self._lock:
             self.requests += 1
-            paid, extensions = self._take(cost(variables))
-            if not paid:
+            # The requested cost must be in the bucket for the query to start; what it then draws is
+            # what the answer actually holds.
+            if self._level() < requested:
                 self.throttled += 1
                 return {"errors": [{"message": "Throttled", "extensions": {"code": "THROTTLED"}}],
-                        "extensions": {"cost": extensions}}
+                        "extensions": {"cost": self._cost(requested, None)}}
             try:
-                data = handler(variables)
+                data = handlers[operation](variables, query)
             except GraphQLError as exc:
                 error: dict[str, Any] = {"message": exc.message}
                 if exc.code:
                     error["extensions"] = {"code": exc.code}
-                return {"errors": [error], "data": None, "extensions": {"cost": extensions}}
-        return {"data": data, "extensions": {"cost": extensions}}
+                return {"errors": [error], "data": None, "extensions": {"cost": self._cost(requested, 1)}}
+            return {"data": data, "extensions": {"cost": self._cost(requested, actual_cost(query, data))}}
 
-    def _check(self, variables: dict[str, Any]) -> dict[str, Any]:
+    def _check(self, variables: dict[str, Any], query: str) -> dict[str, Any]:
         return {"shop": {"name": self.config.name, "myshopifyDomain": self.domain, "currencyCode": self.config.currency},
                 "currentAppInstallation": {"accessScopes": [{"handle": s} for s in self.config.scopes]}}
 
-    def _orders(self, variables: dict[str, Any]) -> dict[str, Any]:
+    def _may_read_orders(self) -> None:
         if "read_orders" not in self.config.scopes:
             raise GraphQLError("Access denied for orders field. Required access: `read_orders` access scope.",
                                "ACCESS_DENIED")
+
+    def _orders(self, variables: dict[str, Any], query: str) -> dict[str, Any]:
+        self._may_read_orders()
         bounds = _FILTER.findall(str(variables.get("query") or ""))
         found = []
         for order in self.orders.values():
@@ -436,33 +462,67 @@ class ShopifyShop:
         data: dict[str, Any] = {"orders": {
             "pageInfo": {"hasNextPage": len(found_after) > first,
                          "endCursor": base64.b64encode(str(start + len(chunk)).encode()).decode() if chunk else None},
-            "nodes": [order_node(o) for o in chunk]}}
+            "nodes": [{"id": gid("Order", o["id"]), "updatedAt": gql_time(o.get("updated_at"))} for o in chunk]}}
         if variables.get("withCount"):
             data["ordersCount"] = {"count": len(found)}
         return data
 
-    def _order_lines(self, variables: dict[str, Any]) -> dict[str, Any]:
-        order_id = int(str(variables.get("id", "")).rsplit("/", 1)[-1] or 0)
-        order = self._order(order_id)
-        return {"order": {"lineItems": lines_page(order, variables.get("after"), LINES_PAGE)}}
+    def _order_by_id(self, variables: dict[str, Any], query: str) -> dict[str, Any]:
+        self._may_read_orders()
+        order = self.orders.get(_legacy(variables.get("id")))
+        if order is None:
+            return {"order": None}
+        node = order_node(order, first_of(query, "lineItems", variables) or LINES_PAGE)
+        node["refunds"] = [{"id": r["id"], "createdAt": r.get("createdAt")} for r in node["refunds"]]
+        return {"order": node}
+
+    def _order_lines(self, variables: dict[str, Any], query: str) -> dict[str, Any]:
+        self._may_read_orders()
+        order = self._order(_legacy(variables.get("id")))
+        first = first_of(query, "lineItems", variables) or LINES_PAGE
+        return {"order": {"lineItems": lines_page(order, variables.get("after"), first)}}
+
+    def _refund_by_id(self, variables: dict[str, Any], query: str) -> dict[str, Any]:
+        self._may_read_orders()
+        wanted = _legacy(variables.get("id"))
+        for order in self.orders.values():
+            for refund in order.get("refunds") or []:
+                if refund.get("id") == wanted:
+                    return {"refund": self._refund_page(refund, order, variables, query)}
+        return {"refund": None}
+
+    @staticmethod
+    def _refund_page(refund: dict[str, Any], order: dict[str, Any], variables: dict[str, Any],
+                     query: str) -> dict[str, Any]:
+        """A refund whose line items are paged, each naming its line item by id only (as the bridge asks)."""
+        node = refund_node(refund, order)
+        items = [{**item, "lineItem": {"id": (item.get("lineItem") or {}).get("id")}}
+                 for item in node["refundLineItems"]["nodes"]]
+        after = str(variables.get("after") or "")
+        start = int(after) if after.isdigit() else 0
+        first = first_of(query, "refundLineItems", variables) or len(items) or 1
+        chunk = items[start:start + first]
+        node["refundLineItems"] = {"pageInfo": {"hasNextPage": start + first < len(items),
+                                                "endCursor": str(start + len(chunk)) if chunk else after or None},
+                                   "nodes": chunk}
+        return node
 
     def _subscription_node(self, sub: dict[str, Any]) -> dict[str, Any]:
-        return {"id": sub["id"], "topic": sub["topic"], "format": "JSON",
-                "endpoint": {"__typename": "WebhookHttpEndpoint", "callbackUrl": sub["url"]}}
+        return {"id": sub["id"], "topic": sub["topic"], "format": "JSON", "uri": sub["url"]}
 
-    def _webhooks(self, variables: dict[str, Any]) -> dict[str, Any]:
+    def _webhooks(self, variables: dict[str, Any], query: str) -> dict[str, Any]:
         return {"webhookSubscriptions": {"pageInfo": {"hasNextPage": False, "endCursor": None},
                                          "nodes": [self._subscription_node(s) for s in self.subscriptions.values()]}}
 
-    def _create(self, variables: dict[str, Any]) -> dict[str, Any]:
+    def _create(self, variables: dict[str, Any], query: str) -> dict[str, Any]:
         topic, url = variables.get("topic"), str(variables.get("url") or "")
         errors = []
         if topic not in TOPICS:
             errors.append({"field": ["topic"], "message": f"Topic {topic} is not supported"})
         if not url.startswith(("http://", "https://")):
-            errors.append({"field": ["webhookSubscription", "callbackUrl"], "message": "Address is invalid"})
+            errors.append({"field": ["webhookSubscription", "uri"], "message": "Address is invalid"})
         if any(s["topic"] == topic and s["url"] == url for s in self.subscriptions.values()):
-            errors.append({"field": ["webhookSubscription", "callbackUrl"],
+            errors.append({"field": ["webhookSubscription", "uri"],
                            "message": "Address for this topic has already been taken"})
         if errors:
             return {"webhookSubscriptionCreate": {"webhookSubscription": None, "userErrors": errors}}
@@ -472,7 +532,7 @@ class ShopifyShop:
         return {"webhookSubscriptionCreate": {"webhookSubscription": self._subscription_node(self.subscriptions[sub_id]),
                                               "userErrors": []}}
 
-    def _update(self, variables: dict[str, Any]) -> dict[str, Any]:
+    def _update(self, variables: dict[str, Any], query: str) -> dict[str, Any]:
         sub = self.subscriptions.get(str(variables.get("id")))
         if sub is None:
             return {"webhookSubscriptionUpdate": {"webhookSubscription": None, "userErrors": [
@@ -515,8 +575,7 @@ def graphql_endpoint(shop: str, version: str) -> Response | tuple[Response, int]
     body = request.get_json(silent=True)
     if not isinstance(body, dict) or not isinstance(body.get("query"), str):
         return jsonify(errors={"query": "Required parameter missing or invalid"}), 400
-    match = re.search(r"\b(?:query|mutation)\s+(\w+)", body["query"])
-    return jsonify(state.graphql(match.group(1) if match else "", body.get("variables") or {}))
+    return jsonify(state.graphql(body["query"], body.get("variables") or {}))
 
 
 def _body() -> dict[str, Any]:

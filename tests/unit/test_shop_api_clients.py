@@ -21,7 +21,7 @@ WOO = "https://coffee.example.com"
 ORDERS = f"{WOO}/wp-json/wc/v3/orders"
 KEY, SECRET = "ck_live_key_do_not_log", "cs_live_secret_do_not_log"
 SHOPIFY = "https://coffee-lt.myshopify.com"
-GRAPHQL = f"{SHOPIFY}/admin/api/2025-01/graphql.json"
+GRAPHQL = f"{SHOPIFY}/admin/api/2026-04/graphql.json"
 TOKEN = "shpat_token_do_not_log"
 SINCE, UNTIL = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 2, tzinfo=UTC)
 
@@ -163,8 +163,8 @@ def test_woocommerce_webhooks_are_created_and_updated_with_their_secret(mock: re
 
 # --- Shopify ---------------------------------------------------------------------------------------
 
-def cost(requested: float, available: float, rate: float = 50.0) -> dict[str, Any]:
-    return {"cost": {"requestedQueryCost": requested, "actualQueryCost": requested,
+def cost(requested: float, available: float, rate: float = 50.0, actual: float | None = None) -> dict[str, Any]:
+    return {"cost": {"requestedQueryCost": requested, "actualQueryCost": requested if actual is None else actual,
                      "throttleStatus": {"maximumAvailable": 1000.0, "currentlyAvailable": available,
                                         "restoreRate": rate}}}
 
@@ -218,6 +218,17 @@ def test_shopify_throttled_waits_for_the_bucket_then_asks_again(mock: responses.
     assert slept == [3.0]  # (302 - 2) / 100 points per second
 
 
+def test_shopify_waits_before_a_query_until_the_bucket_holds_what_it_asks_for(mock: responses.RequestsMock) -> None:
+    """Shopify starts a query only when its requested cost is in the bucket (it then draws the actual
+    cost): the client waits for the requested one, so it is not throttled first every time."""
+    slept: list[float] = []
+    mock.post(GRAPHQL, json={**CHECK_OK, "extensions": cost(548, 500, rate=100, actual=86)})
+    api = shopify(sleep=slept.append)
+    api.check()
+    api.check()
+    assert slept == [pytest.approx(0.48, abs=0.01)]  # (548 - 500) / 100, not (86 - 500) / 100
+
+
 def test_shopify_429_and_long_throttles_are_left_for_the_next_run(mock: responses.RequestsMock) -> None:
     slept: list[float] = []
     mock.post(GRAPHQL, status=429, headers={"Retry-After": "2.0"})
@@ -238,36 +249,70 @@ def test_shopify_access_denied_is_refused(mock: responses.RequestsMock) -> None:
         list(shopify().orders(SINCE, UNTIL))
 
 
-def test_shopify_orders_page_by_cursor_and_fetch_the_rest_of_long_orders(mock: responses.RequestsMock) -> None:
-    def node(order_id: int, lines: range, more: bool) -> dict[str, Any]:
+def test_shopify_lists_ids_then_reads_each_order_its_long_line_items_and_refunds(
+        mock: responses.RequestsMock) -> None:
+    """A page names the orders; each is read alone, its line items past the first page and each refund
+    (with its own paged refund line items) in queries of their own, all under Shopify's cost limit."""
+    def node(order_id: int, lines: range, more: bool, refunds: list[str]) -> dict[str, Any]:
         return {"id": f"gid://shopify/Order/{order_id}", "legacyResourceId": str(order_id), "number": 1001,
-                "name": "#1001", "currencyCode": "EUR", "displayFinancialStatus": "PAID",
-                "updatedAt": "2026-11-01T10:00:00Z",
+                "name": "#1001", "currencyCode": "EUR", "displayFinancialStatus": "PARTIALLY_REFUNDED",
+                "updatedAt": "2026-11-01T10:00:00Z", "refunds": [{"id": r} for r in refunds],
                 "lineItems": {"pageInfo": {"hasNextPage": more, "endCursor": "c1" if more else None},
-                              "nodes": [{"id": f"gid://shopify/LineItem/{i}", "quantity": 1} for i in lines]}}
+                              "nodes": [{"id": f"gid://shopify/LineItem/{i}", "quantity": 1, "name": f"Bag {i}"}
+                                        for i in lines]}}
+
+    def refund_line(n: int) -> dict[str, Any]:
+        return {"id": f"gid://shopify/RefundLineItem/{n}", "quantity": 1, "lineItem": {"id": f"gid://shopify/LineItem/{n}"}}
 
     bodies: list[dict[str, Any]] = []
 
     def answer(request: Any) -> tuple[int, dict[str, str], str]:
         body = json.loads(request.body)
         bodies.append(body)
+        variables = body["variables"]
         if "BridgeOrderLines" in body["query"]:
-            data = {"order": {"lineItems": {"pageInfo": {"hasNextPage": False, "endCursor": None},
-                                            "nodes": [{"id": "gid://shopify/LineItem/101", "quantity": 1}]}}}
-        elif body["variables"]["after"] is None:
+            data: dict[str, Any] = {"order": {"lineItems": {"pageInfo": {"hasNextPage": False, "endCursor": None},
+                                                            "nodes": [{"id": "gid://shopify/LineItem/101",
+                                                                       "quantity": 1}]}}}
+        elif "BridgeRefund" in body["query"]:
+            page = [refund_line(1)] if variables["after"] is None else [refund_line(101)]
+            data = {"refund": {"id": variables["id"], "legacyResourceId": "55", "createdAt": "2026-11-01T09:00:00Z",
+                               "refundLineItems": {"pageInfo": {"hasNextPage": variables["after"] is None,
+                                                                "endCursor": "r2"}, "nodes": page}}}
+        elif "BridgeOrder(" in body["query"]:
+            data = {"order": node(1, range(1, 21), True, ["gid://shopify/Refund/55"])
+                    if variables["id"].endswith("/1") else node(2, range(1, 3), False, [])}
+        elif variables["after"] is None:
             data = {"ordersCount": {"count": 2}, "orders": {"pageInfo": {"hasNextPage": True, "endCursor": "p2"},
-                                                            "nodes": [node(1, range(1, 101), True)]}}
+                                                            "nodes": [{"id": "gid://shopify/Order/1"}]}}
         else:
-            data = {"orders": {"pageInfo": {"hasNextPage": False, "endCursor": None}, "nodes": [node(2, range(1, 3), False)]}}
+            data = {"orders": {"pageInfo": {"hasNextPage": False, "endCursor": None},
+                               "nodes": [{"id": "gid://shopify/Order/2"}]}}
         return 200, {}, json.dumps({"data": data, "extensions": cost(10, 900)})
 
     mock.add_callback(responses.POST, GRAPHQL, callback=answer)
     pages = list(shopify(page_size=1).orders(SINCE, UNTIL))
     assert [p.total for p in pages] == [2, 2]
     first = pages[0].orders[0]
-    assert first.order_id == "1" and len(first.deliveries[0].payload["line_items"]) == 101
+    paid, refunded = first.deliveries
+    assert first.order_id == "1" and len(paid.payload["line_items"]) == 21
+    assert refunded.topic == "refunds/create" and refunded.payload["id"] == 55
+    # The refund's line items (both pages) carry the order's own line items, found by id.
+    assert [r["line_item"].get("name") for r in refunded.payload["refund_line_items"]] == ["Bag 1", None]
+    assert [r["line_item"]["id"] for r in refunded.payload["refund_line_items"]] == [1, 101]
+    assert pages[1].orders[0].order_id == "2"
+    operations = [b["query"].split("(", 1)[0].split()[-1] for b in bodies]
+    assert operations == ["BridgeOrders", "BridgeOrder", "BridgeOrderLines", "BridgeRefund", "BridgeRefund",
+                          "BridgeOrders", "BridgeOrder"]
     assert bodies[0]["variables"]["query"] == "updated_at:>='2026-11-01T00:00:00Z' AND updated_at:<='2026-11-02T00:00:01Z'"
-    assert bodies[0]["variables"]["withCount"] is True and bodies[-1]["variables"]["withCount"] is False
+    assert bodies[0]["variables"]["withCount"] is True and bodies[5]["variables"]["withCount"] is False
+
+
+def test_shopify_names_a_query_over_the_cost_limit_as_such(mock: responses.RequestsMock) -> None:
+    mock.post(GRAPHQL, json={"errors": [{"message": "Query cost is 3803428, which exceeds the single query max cost "
+                                                    "limit (1000).", "extensions": {"code": "MAX_COST_EXCEEDED"}}]})
+    with pytest.raises(ShopRefused, match="BridgeOrders asks for more than Shopify's single-query cost limit"):
+        list(shopify().orders(SINCE, UNTIL))
 
 
 def test_shopify_garbage_and_outages(mock: responses.RequestsMock) -> None:
@@ -285,6 +330,6 @@ def test_shopify_garbage_and_outages(mock: responses.RequestsMock) -> None:
 
 def test_shopify_subscription_user_errors_are_refused(mock: responses.RequestsMock) -> None:
     mock.post(GRAPHQL, json={"data": {"webhookSubscriptionCreate": {"webhookSubscription": None, "userErrors": [
-        {"field": ["webhookSubscription", "callbackUrl"], "message": "Address is invalid"}]}}})
+        {"field": ["webhookSubscription", "uri"], "message": "Address is invalid"}]}}})
     with pytest.raises(ShopRefused, match="create ORDERS_PAID: Address is invalid"):
         shopify().create_subscription("ORDERS_PAID", "ftp://x", "")

@@ -17,11 +17,13 @@ import pytest
 import requests
 
 from bridge.sandbox.deliveries import Deliverer
+from bridge.sandbox.query_cost import SINGLE_QUERY_LIMIT, requested_cost
 from bridge.sandbox.shopify import ShopifyShop, ShopifyShopConfig
 from bridge.sandbox.shops import ShopsConfig, ShopsServer
 from bridge.sandbox.woocommerce import WooShop, WooShopConfig
 from bridge.signatures import verify
 from tests.conftest import fixture_json
+from workers.platforms.shopify import graphql as gql
 
 
 class Receiver:
@@ -105,7 +107,7 @@ def test_woocommerce_checks_oauth_signatures_over_plain_http() -> None:
 def test_shopify_removes_a_subscription_that_keeps_failing_and_signs_with_the_client_secret(
         receiver: Receiver, deliverer: Deliverer) -> None:
     shop = ShopifyShop(ShopifyShopConfig(name="s", client_secret="app-secret", max_failures=8), deliverer)
-    shop.graphql("BridgeWebhookCreate", {"topic": "ORDERS_PAID", "url": receiver.url})
+    shop.graphql(gql.SUBSCRIPTION_CREATE, {"topic": "ORDERS_PAID", "url": receiver.url})
     paid = fixture_json("shopify", "orders_paid")
     shop.create_order(paid)
     assert deliverer.drain()
@@ -120,14 +122,43 @@ def test_shopify_removes_a_subscription_that_keeps_failing_and_signs_with_the_cl
     assert shop.subscriptions == {}
 
 
-def test_shopify_throttles_by_query_cost() -> None:
+def test_shopify_starts_a_query_when_its_requested_cost_is_in_the_bucket_and_charges_what_it_returned() -> None:
     now = [0.0]
-    shop = ShopifyShop(ShopifyShopConfig(name="s", bucket_size=100, restore_rate=10), Deliverer(),
+    shop = ShopifyShop(ShopifyShopConfig(name="s", bucket_size=1000, restore_rate=50), Deliverer(),
                        monotonic=lambda: now[0])
-    first = shop.graphql("BridgeOrders", {"first": 5, "query": "", "withCount": True})
-    assert first["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"] == 38
-    throttled = shop.graphql("BridgeOrders", {"first": 5, "query": ""})
-    assert throttled["errors"][0]["extensions"]["code"] == "THROTTLED"
-    now[0] = 3.0  # 30 points restored
-    assert "errors" not in shop.graphql("BridgeOrders", {"first": 5, "query": ""})
-    assert "errors" in shop.graphql("SomethingElse", {})
+    shop.create_order(fixture_json("shopify", "orders_paid"), deliver=False)
+    order_id = f"gid://shopify/Order/{fixture_json('shopify', 'orders_paid')['id']}"
+    first = shop.graphql(gql.ORDER_QUERY, {"id": order_id})["extensions"]["cost"]
+    assert first["requestedQueryCost"] == requested_cost(gql.ORDER_QUERY) == 548
+    assert first["actualQueryCost"] == 86                   # two line items, no refunds: far less than asked
+    assert first["throttleStatus"]["currentlyAvailable"] == 914
+    for _ in range(5):                                      # 914 → 484, each run while ≥ 548 is left
+        assert "errors" not in shop.graphql(gql.ORDER_QUERY, {"id": order_id})
+    throttled = shop.graphql(gql.ORDER_QUERY, {"id": order_id})
+    assert throttled["errors"][0]["extensions"]["code"] == "THROTTLED"     # 484 left < 548 requested
+    assert throttled["extensions"]["cost"]["actualQueryCost"] is None
+    now[0] = 2.0  # 100 points restored
+    assert "errors" not in shop.graphql(gql.ORDER_QUERY, {"id": order_id})
+    assert "errors" in shop.graphql("query SomethingElse { shop { name } }", {})
+
+
+def test_shopify_refuses_a_query_over_the_single_query_cost_limit_before_it_runs() -> None:
+    shop = ShopifyShop(ShopifyShopConfig(name="s"), Deliverer())
+    greedy = """query BridgeOrders($first: Int!) { orders(first: $first) { nodes { id
+      lineItems(first: 100) { nodes { id } } } } }"""
+    refused = shop.graphql(greedy, {"first": 25})
+    assert refused["errors"][0]["extensions"] == {"code": "MAX_COST_EXCEEDED", "cost": 2577, "maxCost": 1000}
+    assert shop.requests == 0  # not run, not charged
+
+
+def test_query_costs_follow_shopifys_published_rules() -> None:
+    # shopify.dev's example: 2 for the products connection + 10 × (1 product + 2 + 5 variants).
+    assert requested_cost("{ products(first: 10) { edges { node { title variants(first: 5) "
+                          "{ edges { node { price } } } } } } }") == 82
+    assert requested_cost("{ shop { name } }") == 1
+    assert requested_cost(gql.SUBSCRIPTION_CREATE, {"topic": "ORDERS_PAID", "url": "https://x"}) == 10
+    # Every query the bridge sends stays under the limit at the sizes it sends.
+    for query, variables in ((gql.ORDERS_QUERY, {"first": gql.ORDERS_FIRST, "withCount": True}),
+                             (gql.ORDER_QUERY, {}), (gql.ORDER_LINES_QUERY, {}), (gql.REFUND_QUERY, {}),
+                             (gql.CHECK_QUERY, {}), (gql.SUBSCRIPTIONS_QUERY, {})):
+        assert requested_cost(query, variables) <= SINGLE_QUERY_LIMIT

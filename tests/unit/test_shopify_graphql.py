@@ -65,7 +65,11 @@ def test_an_order_served_as_graphql_maps_exactly_as_its_webhook(case: str) -> No
     assert shopify.map_order(translated, STORE) == shopify.map_order(original, STORE)
     # GraphQL has one contact address where REST has `email` and `contact_email`.
     expected = {**original, "email": original.get("email") or original.get("contact_email")}
-    assert differences(translated, expected) == []
+    # A refund's line item is the order's line as it is now (GraphQL has no snapshot of it at the
+    # time of the refund, and the bridge reads it from the order): after a cancellation its
+    # current_quantity is 0 where the webhook, sent at refund time, still said what was left then.
+    assert [d for d in differences(translated, expected) if ".line_item.current_quantity:" not in d
+            or ".refund_line_items[" not in d] == []
 
 
 @pytest.mark.parametrize("case", REFUNDS)

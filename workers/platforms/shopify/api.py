@@ -40,10 +40,12 @@ from workers.platforms.shopify import graphql as gql
 PLATFORM = "shopify"
 SUBSCRIPTION_TOPICS = ("ORDERS_PAID", "REFUNDS_CREATE", "ORDERS_CANCELLED")
 REQUIRED_SCOPE = "read_orders"
-# Orders per page: each carries connections of line items and refunds, and a query may cost at
-# most 1,000 points; 25 orders stay well under it.
-PAGE_SIZE = 25
+# Order ids per page (each order is then read alone: see graphql.py on query cost).
+PAGE_SIZE = gql.ORDERS_FIRST
 THROTTLE_RETRIES = 5
+# The queries ask for fields of 2025-10 and later (Order.number, WebhookSubscription.uri) and are
+# checked against the published 2026-04 schema; Shopify supports a version for a year.
+DEFAULT_API_VERSION = "2026-04"
 
 
 def _iso(moment: datetime) -> str:
@@ -56,7 +58,7 @@ class ShopifyApi:
     platform = PLATFORM
 
     def __init__(self, url: str, access_token: str, *, timeout: tuple[float, float] = (5.0, 30.0),
-                 version: str = "2025-01", max_wait: float = 60.0, sleep: Callable[[float], Any] | None = None,
+                 version: str = DEFAULT_API_VERSION, max_wait: float = 60.0, sleep: Callable[[float], Any] | None = None,
                  page_size: int = PAGE_SIZE, session: requests.Session | None = None) -> None:
         self.url = url.rstrip("/")
         self.endpoint = f"{self.url}/admin/api/{version}/graphql.json"
@@ -79,7 +81,7 @@ class ShopifyApi:
     # --- plumbing -----------------------------------------------------------------------------------
 
     def _wait_for_bucket(self, operation: str) -> None:
-        """Sleep until the bucket holds what this operation cost last time (no 'THROTTLED' round trip)."""
+        """Sleep until the bucket holds what this operation asked for last time (no 'THROTTLED' round trip)."""
         cost = self._costs.get(operation)
         if self._bucket is None or cost is None:
             return
@@ -101,7 +103,10 @@ class ShopifyApi:
             self._bucket = (available, float(status.get("maximumAvailable", available)), rate, time.monotonic())
         except (TypeError, ValueError):
             return 0.0, 0.0
-        self._costs[operation] = float(cost.get("actualQueryCost") or requested)
+        # What must be in the bucket for the query to start is its requested cost (it then draws
+        # only its actual cost), so that is what the next call of this operation waits for.
+        if requested:
+            self._costs[operation] = requested
         return requested, max(0.0, (requested - available) / rate)
 
     def _graphql(self, operation: str, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -149,6 +154,9 @@ class ShopifyApi:
             messages = "; ".join(str(e.get("message", "")) for e in errors)
             if "ACCESS_DENIED" in codes:
                 raise ShopRefused(f"access denied ({messages}): the app needs the {REQUIRED_SCOPE} scope",
+                                  status=status, **where)
+            if "MAX_COST_EXCEEDED" in codes:  # a bug of ours, not of the shop: say so, not "check the version"
+                raise ShopRefused(f"{operation} asks for more than Shopify's single-query cost limit ({messages})",
                                   status=status, **where)
             data = body.get("data")
             if errors and not isinstance(data, dict):
@@ -202,7 +210,11 @@ class ShopifyApi:
                                f"scopes {', '.join(scopes) or '?'}")
 
     def orders(self, since: datetime, until: datetime) -> Iterator[OrdersPage]:
-        """Orders updated in [since, until], oldest first, each as the webhook payloads of its state."""
+        """Orders updated in [since, until], oldest first, each as the webhook payloads of its state.
+
+        A page lists the orders' ids; each order is then read whole (its line items, then each of its
+        refunds), one query each, since Shopify refuses any query that asks for more than 1,000 points.
+        """
         # Whole seconds: the upper bound rounds up, so an order changed in the run's last second is in.
         search = f"updated_at:>='{_iso(since)}' AND updated_at:<='{_iso(until + timedelta(seconds=1))}'"
         after: str | None = None
@@ -217,20 +229,43 @@ class ShopifyApi:
             connection = data.get("orders")
             if not isinstance(connection, dict) or not isinstance(connection.get("nodes"), list):
                 raise ShopGarbled(f"orders page {page}: unexpected shape", method="POST", path=self.path)
-            orders = [self._order(node) for node in connection["nodes"] if isinstance(node, dict)]
-            yield OrdersPage(orders=orders, total=total)
+            ids = [n["id"] for n in gql.nodes(connection) if isinstance(n.get("id"), str)]
+            yield OrdersPage(orders=[self._order(order_id) for order_id in ids], total=total)
             info = connection.get("pageInfo") or {}
             if not info.get("hasNextPage") or not info.get("endCursor"):
                 return
             after, page = info["endCursor"], page + 1
 
-    def _order(self, node: dict[str, Any]) -> ShopOrder:
+    def _order(self, order_gid: str) -> ShopOrder:
+        """One order, whole: its fields, every line item and every refund."""
+        node = self._graphql("BridgeOrder", gql.ORDER_QUERY, {"id": order_gid}).get("order")
+        if not isinstance(node, dict):
+            raise ShopGarbled(f"order {order_gid}: not in the answer", method="POST", path=self.path)
         lines = node.get("lineItems")
         if isinstance(lines, dict) and (lines.get("pageInfo") or {}).get("hasNextPage"):
             node = {**node, "lineItems": {"nodes": [*gql.nodes(lines), *self._more_lines(node, lines)]}}
+        node = {**node, "refunds": [self._refund(r["id"]) for r in gql.nodes(node.get("refunds"))
+                                    if isinstance(r.get("id"), str)]}
         order_id = gql.legacy_id(node.get("id"))
         return ShopOrder(order_id=str(order_id if order_id is not None else "?"), modified_at=gql.updated_at(node),
                          deliveries=[Delivery(topic=t, payload=p) for t, p in gql.deliveries(node)])
+
+    def _refund(self, refund_gid: str) -> dict[str, Any]:
+        """One refund, with all its refund line items (paged)."""
+        refund: dict[str, Any] | None = None
+        items: list[dict[str, Any]] = []
+        after: str | None = None
+        while True:
+            node = self._graphql("BridgeRefund", gql.REFUND_QUERY, {"id": refund_gid, "after": after}).get("refund")
+            connection = node.get("refundLineItems") if isinstance(node, dict) else None
+            if not isinstance(node, dict) or not isinstance(connection, dict):
+                raise ShopGarbled(f"refund {refund_gid}: unexpected shape", method="POST", path=self.path)
+            refund = refund or node
+            items += gql.nodes(connection)
+            info = connection.get("pageInfo") or {}
+            if not info.get("hasNextPage") or not info.get("endCursor"):
+                return {**refund, "refundLineItems": {"nodes": items}}
+            after = info["endCursor"]
 
     def _more_lines(self, node: dict[str, Any], lines: dict[str, Any]) -> list[dict[str, Any]]:
         """The line items past the first page of an order with very many."""
@@ -284,6 +319,5 @@ class ShopifyApi:
     def _subscription(node: Any) -> Subscription:
         if not isinstance(node, dict) or not node.get("id"):
             raise ShopGarbled("a webhook subscription in the answer has no id")
-        endpoint = node.get("endpoint") or {}
-        return Subscription(id=str(node["id"]), topic=str(node.get("topic", "")),
-                            url=str(endpoint.get("callbackUrl", "")), status="active")
+        return Subscription(id=str(node["id"]), topic=str(node.get("topic", "")), url=str(node.get("uri") or ""),
+                            status="active")

@@ -36,39 +36,52 @@ LINE_ITEM_FIELDS = f"""
   {ALLOCATIONS}
   {TAX_LINES}
   product {{ legacyResourceId }} variant {{ legacyResourceId }}"""
-LINE_ITEMS_FIRST = 100
+
+# Shopify refuses a query whose requested cost is over 1,000 points before running it, and sizes
+# every connection by its `first` (2 + first × one node). So the orders of a window are listed by
+# id (about 100 points a page), and each order is read alone (about 550 points), its refunds each
+# alone (about 480): a page of 25 whole orders would ask for millions. Line items and refund line
+# items past these pages are read with `after`. bridge.sandbox.query_cost computes these costs.
+LINE_ITEMS_FIRST = 20
+REFUND_LINES_FIRST = 25
+ORDERS_FIRST = 100
+REFUNDS_FIRST = 50  # Order.refunds is a plain list: no cursor, so ask for as many as an order has
 
 ORDER_FIELDS = f"""
   id legacyResourceId name number email createdAt updatedAt processedAt closedAt cancelledAt cancelReason test
   displayFinancialStatus currencyCode presentmentCurrencyCode taxesIncluded
-  customer {{ id legacyResourceId email }}
+  customer {{ id legacyResourceId defaultEmailAddress {{ emailAddress }} }}
   totalPriceSet {MONEY} subtotalPriceSet {MONEY} totalTaxSet {MONEY} totalDiscountsSet {MONEY}
   totalShippingPriceSet {MONEY} currentTotalPriceSet {MONEY} currentSubtotalPriceSet {MONEY}
   currentTotalTaxSet {MONEY} currentTotalDiscountsSet {MONEY}
-  discountApplications(first: 20) {{ nodes {{
+  discountApplications(first: 10) {{ nodes {{
     index targetType allocationMethod targetSelection
     value {{ __typename ... on MoneyV2 {{ amount currencyCode }} ... on PricingPercentageValue {{ percentage }} }}
     ... on DiscountCodeApplication {{ code }} }} }}
   lineItems(first: {LINE_ITEMS_FIRST}) {{ pageInfo {{ hasNextPage endCursor }} nodes {{ {LINE_ITEM_FIELDS} }} }}
-  shippingLines(first: 10) {{ nodes {{
+  shippingLines(first: 5) {{ nodes {{
     id title code source originalPriceSet {MONEY} discountedPriceSet {MONEY} {TAX_LINES} {ALLOCATIONS} }} }}
-  refunds(first: 50) {{
-    id legacyResourceId createdAt note totalRefundedSet {MONEY}
-    transactions(first: 10) {{ nodes {{ id kind status gateway processedAt createdAt amountSet {MONEY} }} }}
-    refundLineItems(first: 100) {{ nodes {{
-      id quantity restockType priceSet {MONEY} subtotalSet {MONEY} totalTaxSet {MONEY}
-      lineItem {{ {LINE_ITEM_FIELDS} }} }} }}
-    orderAdjustments(first: 10) {{ nodes {{ id reason amountSet {MONEY} taxAmountSet {MONEY} }} }}
-    refundShippingLines(first: 10) {{ nodes {{
-      id subtotalAmountSet {MONEY} taxAmountSet {MONEY} shippingLine {{ id title }} }} }}
-  }}"""
+  refunds(first: {REFUNDS_FIRST}) {{ id createdAt }}"""
 
-ORDERS_QUERY = f"""query BridgeOrders($first: Int!, $after: String, $query: String!, $withCount: Boolean!) {{
-  ordersCount(query: $query, limit: null) @include(if: $withCount) {{ count }}
-  orders(first: $first, after: $after, sortKey: UPDATED_AT, query: $query) {{
-    pageInfo {{ hasNextPage endCursor }}
-    nodes {{ {ORDER_FIELDS} }}
-  }}
+REFUND_FIELDS = f"""
+  id legacyResourceId createdAt note totalRefundedSet {MONEY}
+  transactions(first: 10) {{ nodes {{ id kind status gateway processedAt createdAt amountSet {MONEY} }} }}
+  refundLineItems(first: {REFUND_LINES_FIRST}, after: $after) {{ pageInfo {{ hasNextPage endCursor }} nodes {{
+    id quantity restockType priceSet {MONEY} subtotalSet {MONEY} totalTaxSet {MONEY} lineItem {{ id }} }} }}
+  orderAdjustments(first: 10) {{ nodes {{ id reason amountSet {MONEY} taxAmountSet {MONEY} }} }}
+  refundShippingLines(first: 10) {{ nodes {{
+    id subtotalAmountSet {MONEY} taxAmountSet {MONEY} shippingLine {{ id title }} }} }}"""
+
+ORDERS_QUERY = """query BridgeOrders($first: Int!, $after: String, $query: String!, $withCount: Boolean!) {
+  ordersCount(query: $query, limit: null) @include(if: $withCount) { count }
+  orders(first: $first, after: $after, sortKey: UPDATED_AT, query: $query) {
+    pageInfo { hasNextPage endCursor }
+    nodes { id updatedAt }
+  }
+}"""
+
+ORDER_QUERY = f"""query BridgeOrder($id: ID!) {{
+  order(id: $id) {{ {ORDER_FIELDS} }}
 }}"""
 
 ORDER_LINES_QUERY = f"""query BridgeOrderLines($id: ID!, $after: String) {{
@@ -77,23 +90,29 @@ ORDER_LINES_QUERY = f"""query BridgeOrderLines($id: ID!, $after: String) {{
   }}
 }}"""
 
+REFUND_QUERY = f"""query BridgeRefund($id: ID!, $after: String) {{
+  refund(id: $id) {{ {REFUND_FIELDS} }}
+}}"""
+
 CHECK_QUERY = """query BridgeCheck {
   shop { name myshopifyDomain currencyCode }
   currentAppInstallation { accessScopes { handle } }
 }"""
 
-SUBSCRIPTION_FIELDS = "id topic format endpoint { __typename ... on WebhookHttpEndpoint { callbackUrl } }"
+# Since 2025-10 a subscription's address is `uri` (an HTTPS URL here); `callbackUrl` and `endpoint`
+# are deprecated.
+SUBSCRIPTION_FIELDS = "id topic format uri"
 SUBSCRIPTIONS_QUERY = f"""query BridgeWebhooks($after: String) {{
   webhookSubscriptions(first: 100, after: $after) {{ pageInfo {{ hasNextPage endCursor }} nodes {{ {SUBSCRIPTION_FIELDS} }} }}
 }}"""
-SUBSCRIPTION_CREATE = f"""mutation BridgeWebhookCreate($topic: WebhookSubscriptionTopic!, $url: URL!) {{
-  webhookSubscriptionCreate(topic: $topic, webhookSubscription: {{ callbackUrl: $url, format: JSON }}) {{
+SUBSCRIPTION_CREATE = f"""mutation BridgeWebhookCreate($topic: WebhookSubscriptionTopic!, $url: String!) {{
+  webhookSubscriptionCreate(topic: $topic, webhookSubscription: {{ uri: $url, format: JSON }}) {{
     webhookSubscription {{ {SUBSCRIPTION_FIELDS} }}
     userErrors {{ field message }}
   }}
 }}"""
-SUBSCRIPTION_UPDATE = f"""mutation BridgeWebhookUpdate($id: ID!, $url: URL!) {{
-  webhookSubscriptionUpdate(id: $id, webhookSubscription: {{ callbackUrl: $url, format: JSON }}) {{
+SUBSCRIPTION_UPDATE = f"""mutation BridgeWebhookUpdate($id: ID!, $url: String!) {{
+  webhookSubscriptionUpdate(id: $id, webhookSubscription: {{ uri: $url, format: JSON }}) {{
     webhookSubscription {{ {SUBSCRIPTION_FIELDS} }}
     userErrors {{ field message }}
   }}
@@ -236,8 +255,10 @@ def _adjustment(order_id: int | None, refund_id: int | None, node: dict[str, Any
             "amount_set": money_set(amount_bag), "tax_amount_set": money_set(tax_bag)}
 
 
-def refund(node: dict[str, Any], order_id: int | None) -> dict[str, Any]:
-    """A Refund as the ``refunds/create`` payload."""
+def refund(node: dict[str, Any], order_id: int | None,
+           lines: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A Refund as the ``refunds/create`` payload; ``lines`` are the order's line items by gid, which
+    the refund's line items name (the query asks only for their id, to stay under the cost limit)."""
     refund_id = _related_id(node)
     transactions = []
     for t in nodes(node.get("transactions")):
@@ -249,7 +270,10 @@ def refund(node: dict[str, Any], order_id: int | None) -> dict[str, Any]:
                              "created_at": rest_time(t.get("createdAt"))})
     line_items = []
     for r in nodes(node.get("refundLineItems")):
-        line = line_item(r["lineItem"]) if isinstance(r.get("lineItem"), dict) else None
+        named = r.get("lineItem") if isinstance(r.get("lineItem"), dict) else None
+        line = (lines or {}).get(str(named.get("id"))) if named else None
+        if named and line is None:
+            line = line_item(named)
         line_items.append({"id": legacy_id(r.get("id")), "line_item_id": line["id"] if line else None,
                            "quantity": r.get("quantity"), "restock_type": lower(r.get("restockType")),
                            "subtotal": number(shop_amount(r.get("subtotalSet"))), "subtotal_set": money_set(r.get("subtotalSet")),
@@ -300,6 +324,7 @@ def order(node: dict[str, Any]) -> dict[str, Any]:
     """An Order node (its line items all present) as the REST order the webhooks carry."""
     order_id = _related_id(node)
     lines = [line_item(n) for n in nodes(node.get("lineItems"))]
+    by_gid = {str(line["admin_graphql_api_id"]): line for line in lines}
     shipping = [shipping_line(n) for n in nodes(node.get("shippingLines"))]
     codes, applications = _discount_codes(node, lines, shipping)
     order_number = node.get("number")
@@ -316,11 +341,11 @@ def order(node: dict[str, Any]) -> dict[str, Any]:
         "test": node.get("test"), "financial_status": lower(node.get("displayFinancialStatus")),
         "currency": node.get("currencyCode"), "presentment_currency": node.get("presentmentCurrencyCode"),
         "taxes_included": node.get("taxesIncluded"),
-        "customer": {"id": _related_id(customer), "email": customer.get("email"),
+        "customer": {"id": _related_id(customer), "email": _customer_email(customer),
                      "admin_graphql_api_id": customer.get("id")} if isinstance(customer, dict) else None,
         "discount_codes": codes, "discount_applications": applications,
         "line_items": lines, "shipping_lines": shipping,
-        "refunds": [refund(r, order_id) for r in _oldest_first(nodes(node.get("refunds")))],
+        "refunds": [refund(r, order_id, by_gid) for r in _oldest_first(nodes(node.get("refunds")))],
     }
     for gql, name in (("totalPriceSet", "total_price"), ("subtotalPriceSet", "subtotal_price"),
                       ("totalTaxSet", "total_tax"), ("totalDiscountsSet", "total_discounts"),
@@ -337,6 +362,14 @@ def order(node: dict[str, Any]) -> dict[str, Any]:
 
 
 _IDENTITY = {"id", "name", "order_number", "number", "currency"}
+
+
+def _customer_email(customer: dict[str, Any]) -> Any:
+    """``defaultEmailAddress.emailAddress`` (``Customer.email`` is deprecated since 2025-04)."""
+    address = customer.get("defaultEmailAddress")
+    if isinstance(address, dict):
+        return address.get("emailAddress")
+    return customer.get("email")
 
 
 def _oldest_first(refunds: list[dict[str, Any]]) -> list[dict[str, Any]]:
