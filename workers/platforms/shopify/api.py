@@ -17,13 +17,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Unpack
 from urllib.parse import urlsplit
 
 import requests
 
 from workers.loyalty.client import USER_AGENT, parse_retry_after
 from workers.platforms.shop_api import (
+    CallSite,
     Delivery,
     OrdersPage,
     ShopApiError,
@@ -106,7 +107,7 @@ class ShopifyApi:
 
     def _graphql(self, operation: str, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         """The ``data`` of one query or mutation; raises a ShopApiError when there is none to use."""
-        where = {"method": "POST", "path": self.path}
+        where: CallSite = {"method": "POST", "path": self.path}
         waited = False
         for attempt in range(THROTTLE_RETRIES + 1):
             if not waited:  # after waiting out a throttle, the bucket has refilled already
@@ -161,7 +162,7 @@ class ShopifyApi:
         raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod
-    def _error(response: requests.Response, **where: str) -> ShopApiError:
+    def _error(response: requests.Response, **where: Unpack[CallSite]) -> ShopApiError:
         status = response.status_code
         try:
             body = response.json()
