@@ -192,9 +192,11 @@ class ShopifyApi:
         except ShopGarbled as exc:
             raise ShopRefused(f"not a Shopify Admin API ({exc.message})", status=exc.status, method=exc.method,
                               path=exc.path) from None
-        shop = data.get("shop") if isinstance(data.get("shop"), dict) else {}
+        shop = data.get("shop")
+        shop = shop if isinstance(shop, dict) else {}
         installation = data.get("currentAppInstallation") or {}
-        scopes = [s.get("handle") for s in installation.get("accessScopes") or [] if isinstance(s, dict)]
+        handles = (s.get("handle") for s in installation.get("accessScopes") or [] if isinstance(s, dict))
+        scopes = [h for h in handles if isinstance(h, str)]  # a scope without a handle names nothing
         if installation and REQUIRED_SCOPE not in scopes:
             raise ShopRefused(f"the app lacks the {REQUIRED_SCOPE} scope (it has: {', '.join(scopes) or 'none'})",
                               method="POST", path=self.path)
