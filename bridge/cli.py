@@ -532,9 +532,9 @@ def replay(state: CliState, references: tuple[str, ...], replay_failed: bool, st
         return
     if to_wait and wait > 0:
         with click.progressbar(length=len(to_wait), label="Replaying") as bar:
-            for _, job in wait_for(ctx.connection, to_wait, wait):
+            for _, finished in wait_for(ctx.connection, to_wait, wait):
                 bar.update(1)
-                status_ = job.get_status() if job else None
+                status_ = finished.get_status() if finished else None
                 summary["replayed" if status_ == "finished" else "still failing"] += 1
         summary["not finished yet"] = len(to_wait) - summary["replayed"] - summary["still failing"]
     else:

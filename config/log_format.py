@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 # One encoder for every line (json.dumps with options builds a new one per call).
 _encode = json.JSONEncoder(default=str, ensure_ascii=False).encode
@@ -39,7 +39,7 @@ class JsonFormatter(logging.Formatter):
         return _line(record.created, record.levelname, record.name, record.getMessage(), fields)
 
 
-class JsonLinesHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class JsonLinesHandler(logging.StreamHandler[TextIO]):
     """The handler :func:`setup_logging` installs: JSON lines on a stream, one write each."""
 
     def write_line(self, line: str) -> None:

@@ -222,12 +222,12 @@ class EventQueue:
 
     def order_id_for(self, store: str, reference: str) -> str | None:
         """The platform order id of a reference, if an event of that order came in."""
-        raw = self.connection.get(self.reference_key(store, reference))
+        raw: bytes | None = self.connection.get(self.reference_key(store, reference))  # type: ignore[assignment]
         return raw.decode() if isinstance(raw, bytes) else raw
 
     def reference_for(self, store: str, order_id: str) -> str | None:
         """The reference of a platform order id, if an event that carried it came in."""
-        raw = self.connection.get(self.order_key(store, order_id))
+        raw: bytes | None = self.connection.get(self.order_key(store, order_id))  # type: ignore[assignment]
         return raw.decode() if isinstance(raw, bytes) else raw
 
     def job_ids_for(self, store: str, order_id: str) -> list[str]:

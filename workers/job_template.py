@@ -74,4 +74,4 @@ class JobTemplate:
 
     def meta(self, meta: Mapping[str, Any]) -> bytes:
         """``meta``, serialised."""
-        return self._serializer.dumps(meta)  # type: ignore[no-any-return]
+        return self._serializer.dumps(meta)

@@ -14,7 +14,13 @@ from redis import Redis
 from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
-from rq.registry import FailedJobRegistry, FinishedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+from rq.registry import (
+    BaseRegistry,
+    FailedJobRegistry,
+    FinishedJobRegistry,
+    ScheduledJobRegistry,
+    StartedJobRegistry,
+)
 
 from workers.event_queue import EventQueue
 from workers.ledger import REFUND_PREFIX, Ledger, LedgerRecord, utcnow
@@ -137,6 +143,7 @@ def recent_events(queue: Queue, store: str | None = None, limit: int = 20) -> li
     connection = queue.connection
     wanted = limit * 4 + 50  # other stores' and privacy jobs are filtered out after reading
     ids: list[str] = []
+    registry: BaseRegistry
     for registry in (FinishedJobRegistry(queue=queue), FailedJobRegistry(queue=queue)):
         raw: list[bytes] = connection.zrevrange(registry.key, 0, wanted - 1)  # type: ignore[assignment]
         ids += [r.decode() for r in raw]

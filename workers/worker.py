@@ -84,7 +84,7 @@ def run_worker(ctx: WorkerContext, *, burst: bool = False, processes: int = 1, f
                                "redis_url": ctx.settings.redis_url,
                                "redis_wait_base_delay": ctx.settings.redis_wait_base_delay,
                                "redis_wait_max_delay": ctx.settings.redis_wait_max_delay}
-    worker_class = type(base.__name__, (base,), options)
+    worker_class: type[BridgeWorker] | type[BridgeForkingWorker] = type(base.__name__, (base,), options)
     queue = Queue(ctx.settings.queue_name, connection=ctx.connection)
     error: BaseException | None = None
     while True:

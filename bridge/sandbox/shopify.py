@@ -35,6 +35,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -158,7 +159,7 @@ def refund_node(refund: dict[str, Any], order: dict[str, Any]) -> dict[str, Any]
     refunded = sum((Decimal(t["amount"]) for t in refund.get("transactions", [])
                     if t.get("kind") == "refund" and t.get("status") == "success"), Decimal(0))
     adjustments = refund.get("order_adjustments", [])
-    shipping = next(iter(order.get("shipping_lines") or []), {})
+    shipping: dict[str, Any] = next(iter(order.get("shipping_lines") or []), {})
     return {
         "id": gid("Refund", refund.get("id")), "legacyResourceId": str(refund.get("id")),
         "createdAt": gql_time(refund.get("created_at")), "note": refund.get("note"),
@@ -365,10 +366,11 @@ class ShopifyShop:
                        "X-Shopify-Webhook-Id": str(uuid.uuid4()), "X-Shopify-Event-Id": event_id,
                        "X-Shopify-Triggered-At": self._now_text(), "X-Shopify-API-Version": API_VERSION}
             self.deliverer.submit(Outgoing(sub["url"], body, headers,
-                                           done=lambda ok, status, sid=sub["id"]: self._delivered(sid, ok)))
+                                           done=partial(self._delivered, sub["id"])))
         return len(subscribed)
 
-    def _delivered(self, subscription_id: str, ok: bool) -> None:
+    def _delivered(self, subscription_id: str, ok: bool, status: int | None) -> None:
+        """A delivery's ``Outgoing.done``: only whether it went through counts, not the status."""
         with self._lock:
             sub = self.subscriptions.get(subscription_id)
             if sub is None:

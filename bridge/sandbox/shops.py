@@ -10,6 +10,7 @@ thread, like :class:`bridge.sandbox.SandboxServer` serves the Loyalty.lt sandbox
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from flask import Flask, Response, jsonify
@@ -62,7 +63,7 @@ def create_shops_app(config: ShopsConfig | None = None, base_url: str = "") -> F
     shops = ShopEmulators(deliverer=deliverer, base_url=base_url)
     for woo in config.woocommerce:
         shops.woocommerce[woo.name] = WooShop(woo, deliverer,
-                                              base_url=lambda name=woo.name: shops.shop_url("woocommerce", name))
+                                              base_url=partial(shops.shop_url, "woocommerce", woo.name))
     for shopify in config.shopify:
         shops.shopify[shopify.name] = ShopifyShop(shopify, deliverer)
     app = Flask("bridge.sandbox.shops")

@@ -354,7 +354,7 @@ class SandboxState:
             balance = card.points if card else 0
             if req.points_redeemed > balance:
                 raise SandboxError(400, f"Nepakanka taškų nuskaityti. Turimi: {balance} taškų", "VALIDATION_ERROR")
-            if card is None:  # the platform gives a customer a card from the default template
+            if user is None or card is None:  # the platform gives a customer a card from the default template
                 user, card = self._enroll(partner, user, req.user_email or "")
             if req.points_redeemed:
                 self._record(partner, card, "redeem", -req.points_redeemed, req.points_discount_amount or 0,
@@ -374,6 +374,7 @@ class SandboxState:
         """Take points back from a card (named by id, or by its user). Not deduplicated: the real API
         is not documented to. A deduction naming an order needs that order's award on the card."""
         with self._lock:
+            user: User | None
             if req.card_id is not None:
                 card = self.cards.get(req.card_id)
                 if card is None or card.partner_id != partner.partner_id:
@@ -452,7 +453,7 @@ class SandboxState:
                 raise SandboxError(400, f"Nepakanka taškų nuskaityti. Turimi: {previous} taškų", "VALIDATION_ERROR")
             # The list endpoint knows purchase | refund | bonus; other award kinds show as bonus.
             kind = "redeem" if redeem else ("purchase" if req.transaction_type == "purchase" else "bonus")
-            amount = (req.discount_amount if redeem else req.purchase_amount) or 0
+            amount = (req.discount_amount if isinstance(req, CardRedeem) else req.purchase_amount) or 0
             description = req.description or ("Taškų panaudojimas" if redeem else "Taškų suteikimas")
             tx = self._record(partner, card, kind, -req.points if redeem else req.points, amount, "EUR",
                               description, req.metadata.get("order_id"), req.metadata.get("shop_id"),

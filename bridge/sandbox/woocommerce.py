@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Literal
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -214,11 +215,12 @@ class WooShop:
                            "X-WC-Webhook-Event": hook["event"], "X-WC-Webhook-Signature": signature,
                            "X-WC-Webhook-ID": str(hook["id"]), "X-WC-Webhook-Delivery-ID": str(delivery)}
                 self.deliverer.submit(Outgoing(hook["delivery_url"], body, headers,
-                                               done=lambda ok, status, hid=hook["id"]: self._delivered(hid, ok)))
+                                               done=partial(self._delivered, hook["id"])))
                 queued += 1
         return queued
 
-    def _delivered(self, hook_id: int, ok: bool) -> None:
+    def _delivered(self, hook_id: int, ok: bool, status: int | None) -> None:
+        """A delivery's ``Outgoing.done``: only whether it went through counts, not the status."""
         with self._lock:
             hook = self.webhooks.get(hook_id)
             if hook is None:

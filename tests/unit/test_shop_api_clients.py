@@ -189,6 +189,12 @@ def test_shopify_sends_the_token_and_checks_the_scope(mock: responses.RequestsMo
         shopify().check()
 
 
+def test_shopify_check_skips_a_scope_without_a_handle(mock: responses.RequestsMock) -> None:
+    scopes = [{"handle": "read_orders"}, {"description": "no handle"}, {"handle": None}]
+    mock.post(GRAPHQL, json={"data": {**CHECK_OK["data"], "currentAppInstallation": {"accessScopes": scopes}}})
+    assert shopify().check().detail.endswith("scopes read_orders")
+
+
 @pytest.mark.parametrize(("status", "body", "expected"), [
     (401, {"errors": "[API] Invalid API key or access token (unrecognized login or wrong password)"},
      "shop_access_token\\) is wrong"),

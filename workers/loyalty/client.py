@@ -17,6 +17,7 @@ from pydantic import ValidationError as PydanticValidationError
 from workers.loyalty.errors import (
     AlreadyDone,
     AuthenticationError,
+    CallSite,
     LoyaltyError,
     NotFoundError,
     NotSent,
@@ -243,7 +244,7 @@ class LoyaltyClient:
 
     @staticmethod
     def _network_error(exc: requests.RequestException, method: str, path: str) -> LoyaltyError:
-        where = {"method": method, "path": path}
+        where: CallSite = {"method": method, "path": path}
         if isinstance(exc, requests.ConnectTimeout):
             return NotSent("connect timeout (the call was not sent)", **where)
         if isinstance(exc, requests.ConnectionError) and isinstance(

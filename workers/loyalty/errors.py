@@ -12,7 +12,7 @@ request id — never a header, so never the API key or secret.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 
 def normalize_errors(raw: Any) -> dict[str, list[str]]:
@@ -35,6 +35,13 @@ def normalize_errors(raw: Any) -> dict[str, list[str]]:
     elif isinstance(raw, str) and raw:
         out[""] = [raw]
     return out
+
+
+class CallSite(TypedDict):
+    """The call an error is about, as keyword arguments of every error here."""
+
+    method: str
+    path: str
 
 
 class LoyaltyError(Exception):

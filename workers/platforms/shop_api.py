@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,6 +29,13 @@ from config.settings import Settings
 from config.stores import StoreConfig
 
 SubscriptionStatus = Literal["active", "paused", "disabled"]
+
+
+class CallSite(TypedDict):
+    """The call an error is about, as keyword arguments of every error here."""
+
+    method: str
+    path: str
 
 
 class ShopApiError(Exception):

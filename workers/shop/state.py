@@ -79,7 +79,7 @@ class ShopState:
     # --- the sync's watermark ---
 
     def watermark(self, store: str) -> datetime | None:
-        raw = self.connection.get(self.watermark_key(store))
+        raw: bytes | None = self.connection.get(self.watermark_key(store))  # type: ignore[assignment]
         return datetime.fromisoformat(raw.decode() if isinstance(raw, bytes) else raw) if raw else None
 
     def set_watermark(self, store: str, moment: datetime) -> None:
@@ -88,7 +88,7 @@ class ShopState:
     # --- schedules ---
 
     def due(self, store: str, task: Task) -> bool:
-        raw = self.connection.get(self.due_key(store, task))
+        raw: bytes | None = self.connection.get(self.due_key(store, task))  # type: ignore[assignment]
         return raw is None or float(raw) <= time.time()
 
     def schedule(self, store: str, task: Task, seconds: float) -> None:

@@ -75,7 +75,7 @@ def inspect(store: StoreConfig, subscriptions: list[Subscription], url: str | No
             found.append(TopicState(topic=topic, status="missing", problems=["missing"]))
             continue
         sub = next((s for s in mine if s.url == url), mine[0])
-        problems = [] if sub.status == "active" else [sub.status]
+        problems: list[str] = [] if sub.status == "active" else [sub.status]
         if url is not None and sub.url != url:
             problems.append(f"delivers to {sub.url}")
         if store.platform in SIGNS_WITH_STORE_SECRET and (record is None or record.secrets.get(sub.id) != secret):

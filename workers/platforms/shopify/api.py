@@ -17,13 +17,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Unpack
 from urllib.parse import urlsplit
 
 import requests
 
 from workers.loyalty.client import USER_AGENT, parse_retry_after
 from workers.platforms.shop_api import (
+    CallSite,
     Delivery,
     OrdersPage,
     ShopApiError,
@@ -111,7 +112,7 @@ class ShopifyApi:
 
     def _graphql(self, operation: str, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         """The ``data`` of one query or mutation; raises a ShopApiError when there is none to use."""
-        where = {"method": "POST", "path": self.path}
+        where: CallSite = {"method": "POST", "path": self.path}
         waited = False
         for attempt in range(THROTTLE_RETRIES + 1):
             if not waited:  # after waiting out a throttle, the bucket has refilled already
@@ -169,7 +170,7 @@ class ShopifyApi:
         raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod
-    def _error(response: requests.Response, **where: str) -> ShopApiError:
+    def _error(response: requests.Response, **where: Unpack[CallSite]) -> ShopApiError:
         status = response.status_code
         try:
             body = response.json()
@@ -199,9 +200,11 @@ class ShopifyApi:
         except ShopGarbled as exc:
             raise ShopRefused(f"not a Shopify Admin API ({exc.message})", status=exc.status, method=exc.method,
                               path=exc.path) from None
-        shop = data.get("shop") if isinstance(data.get("shop"), dict) else {}
+        shop = data.get("shop")
+        shop = shop if isinstance(shop, dict) else {}
         installation = data.get("currentAppInstallation") or {}
-        scopes = [s.get("handle") for s in installation.get("accessScopes") or [] if isinstance(s, dict)]
+        handles = (s.get("handle") for s in installation.get("accessScopes") or [] if isinstance(s, dict))
+        scopes = [h for h in handles if isinstance(h, str)]  # a scope without a handle names nothing
         if installation and REQUIRED_SCOPE not in scopes:
             raise ShopRefused(f"the app lacks the {REQUIRED_SCOPE} scope (it has: {', '.join(scopes) or 'none'})",
                               method="POST", path=self.path)

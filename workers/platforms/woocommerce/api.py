@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Unpack
 from urllib.parse import urlsplit
 
 import requests
@@ -25,6 +25,7 @@ from woocommerce import API
 
 from workers.loyalty.client import USER_AGENT, parse_retry_after
 from workers.platforms.shop_api import (
+    CallSite,
     Delivery,
     OrdersPage,
     ShopApiError,
@@ -105,7 +106,7 @@ class WooCommerceApi:
                  data: dict[str, Any] | None = None) -> requests.Response:
         """One call, at most one at a time; raises a ShopApiError unless the answer is a 2xx."""
         path = urlsplit(f"{self.url}/wp-json/{API_VERSION}/{endpoint}").path
-        where = {"method": method, "path": path}
+        where: CallSite = {"method": method, "path": path}
         with self._lock:
             for attempt in range(BUSY_RETRIES + 1):
                 try:
@@ -136,7 +137,7 @@ class WooCommerceApi:
                 raise self._error(response, **where)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _error(self, response: requests.Response, **where: str) -> ShopApiError:
+    def _error(self, response: requests.Response, **where: Unpack[CallSite]) -> ShopApiError:
         status = response.status_code
         code, message = _error_text(response)
         said = f"{code}: {message}" if code else (message or response.reason or "error")
