@@ -193,6 +193,8 @@ def test_shopify_check_skips_a_scope_without_a_handle(mock: responses.RequestsMo
     scopes = [{"handle": "read_orders"}, {"description": "no handle"}, {"handle": None}]
     mock.post(GRAPHQL, json={"data": {**CHECK_OK["data"], "currentAppInstallation": {"accessScopes": scopes}}})
     assert shopify().check().detail.endswith("scopes read_orders")
+    mock.replace(responses.POST, GRAPHQL, json={"data": {**CHECK_OK["data"], "currentAppInstallation": "nope"}})
+    assert shopify().check().detail.endswith("scopes ?")  # not readable: no crash, the orders query will tell
 
 
 @pytest.mark.parametrize(("status", "body", "expected"), [

@@ -202,7 +202,8 @@ class ShopifyApi:
                               path=exc.path) from None
         shop = data.get("shop")
         shop = shop if isinstance(shop, dict) else {}
-        installation = data.get("currentAppInstallation") or {}
+        installation = data.get("currentAppInstallation")
+        installation = installation if isinstance(installation, dict) else {}
         handles = (s.get("handle") for s in installation.get("accessScopes") or [] if isinstance(s, dict))
         scopes = [h for h in handles if isinstance(h, str)]  # a scope without a handle names nothing
         if installation and REQUIRED_SCOPE not in scopes:
