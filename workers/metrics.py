@@ -40,7 +40,8 @@ SHOP_RUNS = Counter("bridge_shop_runs_total", "Runs against the shops' APIs by s
 SHOP_EVENTS = Counter("bridge_shop_sync_events_total", "What the shop sync and backfill found, by store and result "
                       "(queued, known, ignored).", ["store", "result"])
 SHOP_SUBSCRIPTIONS = Counter("bridge_shop_subscription_problems_total", "Webhook subscriptions the watch found "
-                             "wrong, by store, topic and problem (missing, disabled, paused, reactivated).",
+                             "wrong or mended, by store, topic and problem (missing, disabled, paused, changed; "
+                             "reactivated, recreated).",
                              ["store", "topic", "problem"])
 
 

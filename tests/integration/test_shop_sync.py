@@ -251,6 +251,23 @@ def test_the_watch_reenables_what_woocommerce_disabled_but_not_what_a_person_pau
     assert [h["status"] for h in woo.webhooks.values()] == ["active", "paused"]
 
 
+def test_the_watch_recreates_a_subscription_shopify_removed_at_the_address_connect_set(
+        ctx: WorkerContext, shops: ShopsServer) -> None:
+    state, store = ShopState(ctx.connection), ctx.stores["coffee-shopify"]
+    subscriptions.connect(api(ctx, "coffee-shopify"), store, state, "https://bridge.example.com")
+    shop = shops.shops.shopify["coffee-lt"]
+    removed = next(sid for sid, sub in shop.subscriptions.items() if sub["topic"] == "REFUNDS_CREATE")
+    del shop.subscriptions[removed]                      # as Shopify does after deliveries keep failing
+    topics = subscriptions.watch(api(ctx, "coffee-shopify"), store, state)
+    assert [(t.topic, t.action) for t in topics] == [("ORDERS_PAID", None), ("REFUNDS_CREATE", "created"),
+                                                     ("ORDERS_CANCELLED", None)]
+    assert sorted(sub["topic"] for sub in shop.subscriptions.values()) == [
+        "ORDERS_CANCELLED", "ORDERS_PAID", "REFUNDS_CREATE"]
+    assert {sub["url"] for sub in shop.subscriptions.values()} == {
+        "https://bridge.example.com/webhooks/shopify/coffee-shopify"}
+    assert [t.action for t in subscriptions.watch(api(ctx, "coffee-shopify"), store, state)] == [None] * 3
+
+
 # --- the commands ----------------------------------------------------------------------------------
 
 @pytest.fixture

@@ -12,9 +12,12 @@ Connecting is idempotent: what is right is left alone; a subscription with anoth
 secret (WooCommerce keeps it hidden, so the fingerprint of what the bridge last set is kept in
 :class:`~workers.shop.state.ShopState`) or not active is updated; a missing one is created.
 
-The watch (worker maintenance, ``BRIDGE_SHOP_WATCH_INTERVAL``) only reports and counts what is
-wrong, and re-activates a WooCommerce webhook WooCommerce ``disabled`` after failed deliveries; a
-``paused`` one was paused by a person and stays so.
+The watch (worker maintenance, ``BRIDGE_SHOP_WATCH_INTERVAL``) reports and counts what is wrong and
+mends only what the shop itself broke: it re-activates a WooCommerce webhook WooCommerce ``disabled``
+after failed deliveries (a ``paused`` one was paused by a person and stays so), and re-creates, at
+the address connect last set, a Shopify subscription that is missing (Shopify removes one whose
+deliveries keep failing; an app's subscriptions are not shown in the shop's admin for a person to
+delete). A missing WooCommerce webhook was deleted by someone in WordPress: reported, not re-created.
 """
 
 from __future__ import annotations
@@ -116,7 +119,8 @@ def check(api: ShopApi, store: StoreConfig, state: ShopState, public_url: str | 
 
 
 def watch(api: ShopApi, store: StoreConfig, state: ShopState) -> list[TopicState]:
-    """Worker maintenance's look: log and count what is wrong; re-activate what WooCommerce disabled."""
+    """Worker maintenance's look: log and count what is wrong; re-activate what WooCommerce disabled and
+    re-create what Shopify removed."""
     record = state.connected(store.id)
     subscriptions = api.subscriptions()
     topics = inspect(store, subscriptions, record.url if record else None, record)
@@ -136,5 +140,11 @@ def watch(api: ShopApi, store: StoreConfig, state: ShopState) -> list[TopicState
                 state.save_connected(store.id, record)
             SHOP_SUBSCRIPTIONS.labels(store.id, topic.topic, "reactivated").inc()
             log(logger, "re-activated a webhook WooCommerce had disabled", logging.WARNING, store=store.id,
+                topic=topic.topic, subscription=topic.id)
+        elif store.platform == "shopify" and topic.status == "missing" and record is not None:
+            created = api.create_subscription(topic.topic, record.url, store.webhook_secrets[0].get_secret_value())
+            topic.id, topic.url, topic.status, topic.action = created.id, created.url, created.status, "created"
+            SHOP_SUBSCRIPTIONS.labels(store.id, topic.topic, "recreated").inc()
+            log(logger, "re-created a webhook subscription Shopify had removed", logging.WARNING, store=store.id,
                 topic=topic.topic, subscription=topic.id)
     return topics
