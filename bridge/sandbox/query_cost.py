@@ -137,8 +137,7 @@ def _answer_cost(selections: Iterable[SelectionNode], data: Any) -> int:
             continue
         value = data.get((selection.alias or selection.name).value)
         inner = selection.selection_set.selections
-        sized = _size(selection, {}) is not None or any(
-            a.name.value in ("first", "last") for a in selection.arguments or ())
+        sized = _size(selection, {}) is not None
         if isinstance(value, list):
             total += (CONNECTION_COST if sized else 0) + sum(OBJECT_COST + _answer_cost(inner, v) for v in value)
         elif isinstance(value, dict) and sized and isinstance(value.get("nodes"), list):
