@@ -118,8 +118,5 @@ class ShopState:
     def save_connected(self, store: str, record: ConnectRecord) -> None:
         self.connection.hset(self.connected_key, store, record.model_dump_json())
 
-    def connected_stores(self) -> list[str]:
-        return sorted(k.decode() for k in self.connection.hkeys(self.connected_key))  # type: ignore[union-attr]
-
 
 __all__ = ["ConnectRecord", "RunStatus", "ShopState", "fingerprint"]

@@ -39,7 +39,6 @@ from workers.platforms.shop_api import (
 from workers.platforms.shopify import graphql as gql
 
 PLATFORM = "shopify"
-SUBSCRIPTION_TOPICS = ("ORDERS_PAID", "REFUNDS_CREATE", "ORDERS_CANCELLED")
 REQUIRED_SCOPE = "read_orders"
 # Order ids per page (each order is then read alone: see graphql.py on query cost).
 PAGE_SIZE = gql.ORDERS_FIRST

@@ -43,7 +43,6 @@ API_VERSION = "wc/v3"
 PER_PAGE = 100  # the REST API's maximum
 # The topic an order read from the API is fed as: the whole order, like every order.* delivery.
 ORDER_TOPIC = "order.updated"
-SUBSCRIPTION_TOPICS = ("order.created", "order.updated")
 # The total changed while paging (an order moved out of the window): read the window once more.
 MAX_PASSES = 2
 # Busy answers retried within one call, when the shop says how long to wait.
