@@ -226,7 +226,7 @@ def _lookalikes(listed: Iterable[Transaction], points: int, since: datetime) -> 
         if bridge_made(tx) or abs(tx.points or 0) != points:
             continue
         try:
-            at = datetime.fromisoformat((tx.created_at or tx.transaction_date or "").replace("Z", "+00:00"))
+            at = datetime.fromisoformat(tx.created_at or tx.transaction_date or "")
         except ValueError:
             at = None  # no readable time: it may be ours
         if at is None or at.astimezone(UTC) >= since - CLOCK_SLACK:

@@ -450,7 +450,7 @@ class ShopifyShop:
         found = []
         for order in self.orders.values():
             moment = datetime.fromisoformat(order["updated_at"])
-            if all(_compare(moment, op, datetime.fromisoformat(value.replace("Z", "+00:00"))) for op, value in bounds):
+            if all(_compare(moment, op, datetime.fromisoformat(value)) for op, value in bounds):
                 found.append(order)
         found.sort(key=lambda o: (datetime.fromisoformat(o["updated_at"]), o["id"]))
         after = variables.get("after")

@@ -14,7 +14,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any, Literal
 
@@ -259,7 +259,7 @@ class Transaction:
 
 def iso(moment: datetime) -> str:
     """ISO 8601 in UTC with milliseconds, as the API writes it: 2024-12-08T14:30:00.000Z."""
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class SandboxState:
@@ -270,7 +270,7 @@ class SandboxState:
 
     def __init__(self, config: SandboxConfig, clock: Callable[[], datetime] | None = None) -> None:
         self.config = config
-        self.clock = clock or (lambda: datetime.now(timezone.utc))
+        self.clock = clock or (lambda: datetime.now(UTC))
         self._lock = threading.Lock()
         self.reset()
 
@@ -423,8 +423,8 @@ class SandboxState:
                      and (tx.hidden_until is None or tx.hidden_until <= now)
                      and all(v is None or getattr(tx, k) == v for k, v in wanted.items())
                      and (email is None or self.users[tx.user_id].email == email)
-                     and (q.date_from is None or tx.created_at.astimezone(timezone.utc).date() >= q.date_from)
-                     and (q.date_to is None or tx.created_at.astimezone(timezone.utc).date() <= q.date_to)]
+                     and (q.date_from is None or tx.created_at.astimezone(UTC).date() >= q.date_from)
+                     and (q.date_to is None or tx.created_at.astimezone(UTC).date() <= q.date_to)]
             start = (q.page - 1) * q.per_page
             page = [self.describe(tx) for tx in found[start:start + q.per_page]]
         meta = {"current_page": q.page, "last_page": max(1, -(-len(found) // q.per_page)),

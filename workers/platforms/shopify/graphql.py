@@ -394,6 +394,6 @@ def deliveries(node: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 def updated_at(node: dict[str, Any]) -> datetime | None:
     raw = node.get("updatedAt")
     try:
-        return datetime.fromisoformat(raw.replace("Z", "+00:00")) if isinstance(raw, str) else None
+        return datetime.fromisoformat(raw) if isinstance(raw, str) else None
     except ValueError:
         return None
