@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
 from redis import Redis
 from redis.exceptions import RedisError
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from bridge.dashboard import mount_dashboard
 from bridge.intake import EXTENSION, Intake, blueprint
@@ -45,6 +46,12 @@ def create_app(settings: Settings | None = None, stores: Stores | None = None,
     # one byte over the limit lets the intake tell "at the limit" from "over it" (see intake.py).
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    if settings.proxy_hops:
+        # Trust that many proxies' X-Forwarded-For/-Proto/-Host/-Port: the request's address is then the
+        # one the browser used, which the dashboard's same-origin check compares with.
+        hops = settings.proxy_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops,  # type: ignore[method-assign]
+                                x_port=hops)
     intake = Intake(settings=settings, stores=stores, events=EventQueue(connection, settings),
                     observe=metrics.observe_webhook)
     app.extensions[EXTENSION] = intake
@@ -65,9 +72,14 @@ def create_app(settings: Settings | None = None, stores: Stores | None = None,
             return jsonify(status="unavailable", redis=type(exc).__name__), 503
         return jsonify(status="ok", redis="ok", stores=len(stores)), 200
 
+    metrics_token = metrics.token_of(settings)
+
     @app.get("/metrics")
     def metrics_page() -> Response:
-        """Prometheus metrics (all gunicorn processes, and the queue depths read from Redis)."""
+        """Prometheus metrics (all gunicorn processes, and the queue depths read from Redis); with
+        ``BRIDGE_METRICS_TOKEN`` set, only for ``Authorization: Bearer <token>``."""
+        if metrics_token and not metrics.bearer_ok(request.headers.get("Authorization"), metrics_token):
+            return Response(*metrics.UNAUTHORIZED)
         body, content_type = metrics.render(connection, settings.queue_name)
         return Response(body, content_type=content_type)
 

@@ -407,6 +407,10 @@ def _print_story(story: Any) -> None:
         click.echo(f"  skipped   {ledger.skipped.reason} ({ledger.skipped.at})")
     if ledger.failed:
         click.echo(f"  FAILED    {ledger.failed.event}: {ledger.failed.reason} ({ledger.failed.at})")
+    if ledger.dismissed:
+        d = ledger.dismissed
+        click.echo(f"  dismissed {', '.join(d.jobs)} by {d.by} ({d.at}): {d.reason}"
+                   f"{f' (it had failed: {d.failed})' if d.failed else ''}")
     for refund_id, pending in sorted(ledger.pending.items()):
         money = " ".join(filter(None, [str(pending.refund.amount), pending.refund.currency]))
         click.echo(f"  pending   {pending.kind} {refund_id}: {money} came before the award, which will apply it")
@@ -451,12 +455,26 @@ def resolve(state: CliState, reference: str, store: str, refund_id: str, landed:
 @click.option("--store", help="Only this store's failed jobs.")
 @click.option("--since", help="Only failures newer than this: 2h, 30m, 3d, or an ISO date.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--dismiss", "dismiss_ref", metavar="REFERENCE",
+              help="Give up on this order's failed jobs: the ledger records who and why, then they are deleted.")
+@click.option("--reason", help="With --dismiss: why (kept in the ledger, shown by `bridge status`).")
+@click.option("--by", help="With --dismiss: who gives up on it (default: the OS user).")
 @click.pass_obj
-def failed(state: CliState, store: str | None, since: str | None, as_json: bool) -> None:
-    """Failed jobs, with the reason. Exit 2 when there are any."""
+def failed(state: CliState, store: str | None, since: str | None, as_json: bool, dismiss_ref: str | None,
+           reason: str | None, by: str | None) -> None:
+    """Failed jobs, with the reason. Exit 2 when there are any.
+
+    With --dismiss REF --reason "...": a person has dealt with the order otherwise (or decided it earns
+    nothing); its failed jobs leave the list, and the ledger keeps who gave up on it, why and when.
+    """
     from bridge.tables import table
     from workers.ops import failed_jobs, parse_since, view
 
+    if dismiss_ref is not None:
+        _dismiss(state, dismiss_ref, store, by, reason, as_json)
+        return
+    if reason is not None or by is not None:
+        raise click.UsageError("--reason and --by go with --dismiss REFERENCE")
     ctx = _context(state)
     jobs = failed_jobs(ctx.events.queue, store, parse_since(since) if since else None)
     rows = [{"store": v.store, "reference": v.reference, "event": v.event, "reason": v.last_error,
@@ -469,6 +487,32 @@ def failed(state: CliState, store: str | None, since: str | None, as_json: bool)
         click.echo("No failed jobs.")
     if rows:
         sys.exit(2)
+
+
+def _dismiss(state: CliState, reference: str, store: str | None, by: str | None, reason: str | None,
+             as_json: bool) -> None:
+    import getpass
+
+    from workers.ops import DismissError, dismiss_failed
+
+    if not (reason or "").strip():
+        raise click.UsageError('--dismiss needs --reason "..." (why the order is given up on)')
+    if not by:
+        try:
+            by = getpass.getuser()
+        except OSError:
+            raise click.UsageError("--by is needed: the OS user is unknown here") from None
+    ctx = _context(state)
+    try:
+        found, dismissal = dismiss_failed(ctx.connection, ctx.events, ctx.ledger, _pick_stores(state, store),
+                                          reference, by, (reason or "").strip())
+    except DismissError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        _echo_json({"store": found, "reference": reference, **dismissal.model_dump()})
+        return
+    click.echo(f"{reference} ({found}): dismissed {', '.join(dismissal.jobs)} for {dismissal.by}; "
+               f"`bridge status {reference} --store {found}` keeps the story")
 
 
 @main.command()

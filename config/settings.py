@@ -70,6 +70,13 @@ class Settings(BaseSettings):
     # rq-dashboard at /rq; off unless both are set (job arguments hold customer emails).
     dashboard_user: str | None = None
     dashboard_password: SecretStr | None = None
+    # How many proxies in front of the web process set X-Forwarded-Proto/-Host/-Port (0: none, or only
+    # gunicorn's own handling of a local proxy). The dashboard's same-origin check compares with the
+    # address they forwarded, so it must be right behind a TLS-terminating proxy.
+    proxy_hops: int = Field(default=0, ge=0, le=5)
+    # When set, /metrics (the web process's and the workers' --metrics-port) wants
+    # `Authorization: Bearer <token>`.
+    metrics_token: SecretStr | None = None
 
     # The shops' own APIs (stores with shop_url and keys): the periodic sync reads the orders
     # modified since its last run, less an overlap, and queues what no webhook brought (0: off).

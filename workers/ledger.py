@@ -12,6 +12,9 @@ One Redis hash per (store, reference). Its fields, each a small JSON document:
   refunds that come meanwhile wait in ``pending:<id>`` and the award is for what was kept;
 - ``skipped``: why the order earns nothing (a guest, a test order, a zero base);
 - ``failed``: the last permanent failure, until a later success clears it;
+- ``dismissed``: a person gave up on the order's failed jobs (``bridge failed --dismiss``): who, why,
+  when, which jobs and what they had failed with (it takes the place of ``failed``). Rare; about
+  130 bytes plus the reason given (:meth:`Ledger.record_dismissal`);
 - ``inflight:<op>``: an API call made or about to be made, whose outcome is not recorded yet, with
   what it was about. Whoever finds it (a retry, or another job of the order) asks Loyalty.lt whether
   it landed before anything else is decided (:mod:`workers.recovery`). Each mark carries the token
@@ -42,6 +45,7 @@ CANCEL = "cancel"  # the refund id of an order's cancellation
 DUE = "due"
 SKIPPED = "skipped"
 FAILED = "failed"
+DISMISSED = "dismissed"
 REFUND_PREFIX = "refund:"
 PENDING_PREFIX = "pending:"
 INFLIGHT_PREFIX = "inflight:"
@@ -129,6 +133,16 @@ class Note(BaseModel):
     job_id: str | None = None
 
 
+class Dismissal(BaseModel):
+    """A person gave up on an order's failed jobs, and the jobs were deleted (``bridge failed --dismiss``)."""
+
+    by: str
+    reason: str
+    at: str
+    jobs: list[str]
+    failed: str | None = None  # what the jobs had failed with (the ``failed`` note it replaces)
+
+
 class InFlight(BaseModel):
     """An API call made (or about to be made) whose outcome is not recorded yet."""
 
@@ -155,12 +169,13 @@ class LedgerRecord(BaseModel):
     due: DueAward | None = None
     skipped: Note | None = None
     failed: Note | None = None
+    dismissed: Dismissal | None = None
     inflight: dict[str, InFlight] = {}
 
     @property
     def exists(self) -> bool:
         return bool(self.award or self.refunds or self.pending or self.due or self.skipped or self.failed
-                    or self.inflight)
+                    or self.dismissed or self.inflight)
 
     def absorbed(self, refund_ids: list[str]) -> dict[str, AppliedRefund]:
         """The pending refunds a delayed award absorbed, as recorded with it (taking back nothing)."""
@@ -231,6 +246,8 @@ class Ledger:
                 record.due = DueAward.model_validate(doc)
             elif name == FAILED:
                 record.failed = Note.model_validate(doc)
+            elif name == DISMISSED:
+                record.dismissed = Dismissal.model_validate(doc)
             elif name.startswith(REFUND_PREFIX):
                 refunds[name.removeprefix(REFUND_PREFIX)] = AppliedRefund.model_validate(doc)
             elif name.startswith(PENDING_PREFIX):
@@ -320,6 +337,14 @@ class Ledger:
     def record_failure(self, store: str, reference: str, event: str, reason: str, job_id: str | None) -> None:
         """A job for this order failed for good (until replayed)."""
         self._write(store, reference, {FAILED: Note(reason=reason, event=event, at=utcnow(), job_id=job_id)})
+
+    def record_dismissal(self, store: str, reference: str, dismissal: Dismissal) -> None:
+        """A person gave up on the order's failed jobs: the dismissal replaces the failure note.
+
+        One field, ``dismissed``: ``{"by", "reason", "at", "jobs", "failed"}`` as JSON, about 130 bytes
+        plus the reason given (e.g. 190 B for a 60-character reason), once per dismissal (rare).
+        """
+        self._write(store, reference, {DISMISSED: dismissal}, delete=(FAILED,))
 
     def forget_award(self, store: str, reference: str, reason: str) -> None:
         """Drop an award Loyalty.lt does not have (reconcile), so the paid job can award it again."""

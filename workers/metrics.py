@@ -8,21 +8,26 @@ Counters and histograms are prometheus-client objects, updated where things happ
 
 from __future__ import annotations
 
+import hmac
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest,
-                               start_http_server)
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, make_wsgi_app
 from prometheus_client.core import REGISTRY, GaugeMetricFamily
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
 from rq.registry import DeferredJobRegistry, FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+from werkzeug.datastructures import Authorization
 
+from config.settings import Settings
 from workers.ledger import Ledger
 from workers.platforms import ADAPTERS
 
@@ -147,6 +152,49 @@ def render(connection: Redis, queue_name: str) -> tuple[bytes, str]:
     return generate_latest(_registry(connection, queue_name)), CONTENT_TYPE_LATEST
 
 
-def serve_metrics(port: int, connection: Redis, queue_name: str) -> None:
-    """Serve the metrics page on ``port`` from a background thread (the workers' ``--metrics-port``)."""
-    start_http_server(port, registry=_registry(connection, queue_name))
+# The answer to a scrape without the token (body, status, headers).
+UNAUTHORIZED = ("Bearer token required\n", 401, {"WWW-Authenticate": 'Bearer realm="loyalty-bridge metrics"'})
+
+
+def token_of(settings: Settings) -> bytes | None:
+    """The token scrapes must bear (``BRIDGE_METRICS_TOKEN``), or None when the metrics are open."""
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token else ""
+    return token.encode() or None
+
+
+def bearer_ok(header: str | None, token: bytes) -> bool:
+    """Whether an ``Authorization`` header bears ``token`` (compared in constant time)."""
+    auth = Authorization.from_header(header)
+    given = (auth.token or "") if auth is not None and auth.type == "bearer" else ""
+    return hmac.compare_digest(given.encode(), token)
+
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def _bearer_only(app: WsgiApp, token: bytes) -> WsgiApp:
+    def guarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if bearer_ok(environ.get("HTTP_AUTHORIZATION"), token):
+            return app(environ, start_response)
+        body, status, headers = UNAUTHORIZED
+        start_response(f"{status} Unauthorized", [("Content-Type", "text/plain"), *headers.items()])
+        return [body.encode()]
+    return guarded
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
+        """Scrapes are not logged (prometheus-client's own server does the same)."""
+
+
+def serve_metrics(port: int, connection: Redis, queue_name: str, token: bytes | None = None,
+                  host: str = "0.0.0.0") -> WSGIServer:
+    """Serve the metrics page on ``port`` from a background thread (the workers' ``--metrics-port``);
+    with ``token``, only to scrapes bearing it. prometheus-client's ``start_http_server`` takes no
+    token, so this is its server with the check in front."""
+    app: WsgiApp = make_wsgi_app(_registry(connection, queue_name))
+    if token:
+        app = _bearer_only(app, token)
+    server = make_server(host, port, app, ThreadingWSGIServer, handler_class=_Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True, name="metrics").start()
+    return server

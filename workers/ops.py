@@ -23,7 +23,7 @@ from rq.registry import (
 )
 
 from workers.event_queue import EventQueue
-from workers.ledger import REFUND_PREFIX, Ledger, LedgerRecord, utcnow
+from workers.ledger import REFUND_PREFIX, Dismissal, Ledger, LedgerRecord, utcnow
 from workers.retrying import FAILURES, RetryPolicy
 
 
@@ -243,6 +243,42 @@ def resolve_deduction(ledger: Ledger, store: str, reference: str, refund_id: str
                                                 "source": "resolved by a person"})
     ledger.record_refund(store, reference, refund_id, applied)
     return f"{reference}: refund {refund_id} recorded as landed ({applied.points} points, transaction {landed})"
+
+
+class DismissError(Exception):
+    """Nothing to dismiss as asked (one line, for the CLI)."""
+
+
+def failed_jobs_of(connection: Redis, events: EventQueue, store: str, reference: str) -> list[Job]:
+    """The failed jobs of one order (found through the order index, like ``bridge replay``'s)."""
+    order_id = events.order_id_for(store, reference)
+    jobs = fetch_jobs(connection, events.job_ids_for(store, order_id)) if order_id else []
+    return [job for job in jobs if job.get_status() == JobStatus.FAILED]
+
+
+def dismiss_failed(connection: Redis, events: EventQueue, ledger: Ledger, stores: list[str], reference: str,
+                   by: str, reason: str) -> tuple[str, Dismissal]:
+    """A person gives up on an order's failed jobs (``bridge failed --dismiss``): the ledger records who,
+    why and which jobs, in place of the failure note, and then the jobs are deleted (with their payloads),
+    so they leave ``bridge failed`` while ``bridge status <reference>`` still tells the story.
+
+    ``stores``: where to look; the order's failed jobs must be in exactly one of them. Returns the
+    store they were in, and the dismissal.
+    """
+    found = {store: jobs for store in stores if (jobs := failed_jobs_of(connection, events, store, reference))}
+    if not found:
+        raise DismissError(f"{reference}: no failed job in {', '.join(stores)} (`bridge failed` lists them)")
+    if len(found) > 1:
+        raise DismissError(f"{reference} has failed jobs in {', '.join(sorted(found))}: say which with --store")
+    (store, jobs), = found.items()
+    note = ledger.get(store, reference).failed
+    dismissal = Dismissal(by=by, reason=reason, at=utcnow(), jobs=sorted(job.id for job in jobs),
+                          failed=note.reason if note else last_error(jobs[0]))
+    # The record first: should the deletion not happen, the jobs stay failed and can be dismissed again.
+    ledger.record_dismissal(store, reference, dismissal)
+    for job in jobs:
+        job.delete()
+    return store, dismissal
 
 
 def fresh_start(events: EventQueue, job: Job, policy: RetryPolicy) -> None:

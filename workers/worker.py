@@ -20,7 +20,7 @@ from config.log_format import log
 from workers import context
 from workers.connection import UNAVAILABLE, describe, wait_for_redis
 from workers.context import WorkerContext
-from workers.metrics import serve_metrics
+from workers.metrics import serve_metrics, token_of
 from workers.redis_outages import RidesOutRedisOutages
 from workers.shop.tasks import ShopTasks
 
@@ -76,7 +76,7 @@ def run_worker(ctx: WorkerContext, *, burst: bool = False, processes: int = 1, f
     """
     context.install(ctx)
     if metrics_port:
-        serve_metrics(metrics_port, ctx.connection, ctx.settings.queue_name)
+        serve_metrics(metrics_port, ctx.connection, ctx.settings.queue_name, token_of(ctx.settings))
     base = BridgeForkingWorker if fork else BridgeWorker
     # A subclass carrying this process's settings (RQ's pool builds workers from a class).
     options: dict[str, Any] = {"heartbeat_grace": ctx.settings.worker_heartbeat_grace,
