@@ -290,6 +290,41 @@ def test_resolve_records_or_releases_a_deduction_a_person_checked(env: dict[str,
     assert again.exit_code == 1 and "no call of refund 4302 is in flight" in again.output
 
 
+def test_dismissing_a_failed_order_records_who_why_and_when(env: dict[str, str], ctx: WorkerContext,
+                                                             sandbox: SandboxServer) -> None:
+    """A person has dealt with a failed order otherwise: its job leaves `bridge failed`, and the
+    ledger keeps who gave up on it, why and when, for `bridge status`."""
+    force_422(sandbox)
+    deliver(ctx)
+    run_jobs(ctx)
+    assert cli(env, "failed").exit_code == 2
+    assert cli(env, "failed", "--dismiss", "WC-4210").exit_code == 2               # no reason: refused
+    assert cli(env, "failed", "--reason", "why").exit_code == 2                   # a reason for nothing
+    unknown = cli(env, "failed", "--dismiss", "WC-9999", "--reason", "x")
+    assert unknown.exit_code == 1 and "WC-9999: no failed job in coffee-woo, coffee-shopify" in unknown.output
+
+    reason = "Customer got the points at the till (ticket 8812)"
+    dismissed = cli({**env, "LOGNAME": "ona"}, "failed", "--dismiss", "WC-4210", "--reason", reason)
+    assert dismissed.exit_code == 0, dismissed.output
+    assert "WC-4210 (coffee-woo): dismissed paid-coffee-woo-4210 for ona" in dismissed.output
+    assert cli(env, "failed").output.strip() == "No failed jobs."
+    assert ctx.connection.exists("rq:job:paid-coffee-woo-4210") == 0
+
+    status = cli(env, "status", "WC-4210")
+    assert status.exit_code == 0                                                 # nothing needs anyone now
+    assert "dismissed paid-coffee-woo-4210 by ona (" in status.output
+    assert f"): {reason} (it had failed: Loyalty.lt refused: POST /en/shop/transactions/create -> 422" in status.output
+    assert "FAILED" not in status.output
+    story = json.loads(cli(env, "status", "WC-4210", "--json").output)[0]
+    assert story["ledger"]["failed"] is None
+    assert {k: story["ledger"]["dismissed"][k] for k in ("by", "reason", "jobs")} == {
+        "by": "ona", "reason": reason, "jobs": ["paid-coffee-woo-4210"]}
+    size = ctx.connection.hstrlen(ctx.ledger.key("coffee-woo", "WC-4210"), "dismissed")
+    assert size == len(ctx.ledger.get("coffee-woo", "WC-4210").dismissed.model_dump_json())  # type: ignore[union-attr]
+    again = cli(env, "failed", "--dismiss", "WC-4210", "--reason", reason, "--by", "jonas")
+    assert again.exit_code == 1 and "no failed job" in again.output
+
+
 def test_status_without_a_reference_lists_what_happened_lately(env: dict[str, str], ctx: WorkerContext,
                                                               sandbox: SandboxServer) -> None:
     """An operator's first question: newest first, a line per event, from what RQ keeps anyway."""
