@@ -343,7 +343,7 @@ class Ledger:
 
         One field, ``dismissed``: ``{"by", "reason", "at", "jobs", "failed"}`` as JSON, 101 bytes plus
         the name, the reason given and the failure's reason (which the dropped ``failed`` note held, in
-        a note of 93 bytes plus it): a dismissal by "ona" with a 60-character reason adds about 75 bytes to the
+        93 bytes plus it): a dismissal by "ona" with a 60-character reason adds about 75 bytes to the
         order's hash, once, and only for the rare order a person gives up on.
         """
         self._write(store, reference, {DISMISSED: dismissal}, delete=(FAILED,))
