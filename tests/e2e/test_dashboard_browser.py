@@ -1,5 +1,6 @@
 """The RQ dashboard in a real headless Chromium: it needs the password, shows the queue and a failed
-job, and its Requeue button puts the job back on the queue."""
+job, and its Requeue button puts the job back on the queue; a page of another site that the same
+browser opens, with the dashboard's credentials at hand, cannot requeue anything."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 import requests
 from pydantic import SecretStr
 from redis import Redis
+from rq import Queue
 from rq.job import Job, JobStatus
 from werkzeug.serving import make_server
 
@@ -118,3 +120,40 @@ def test_browser_sees_queue_and_failed_job_and_requeues_it(dashboard: str, brows
     WebDriverWait(browser, 10).until(
         lambda _: Job.fetch(JOB_ID, connection=redis_conn).get_status() == JobStatus.QUEUED)
     assert Job.fetch(JOB_ID, connection=redis_conn).get_status() == JobStatus.QUEUED
+
+
+EVIL_PAGE = """<!doctype html><title>Cute cats</title>
+<form id="form" method="post" action="{dashboard}/rq/job/{job}/requeue"></form>
+<img src="{dashboard}/rq/requeue/loyalty?with-referer"
+     onerror="document.getElementById('quiet').src = '{dashboard}/rq/requeue/loyalty?without-referer'">
+<img id="quiet" referrerpolicy="no-referrer" onerror="document.getElementById('form').submit()">
+"""
+
+
+@pytest.fixture
+def evil_site(dashboard: str) -> Iterator[str]:
+    """Another origin (another port), serving a page that tries the dashboard's requeue routes: two
+    ``<img>`` GETs (one with the page's Referer, one with none), then a form POST."""
+    page = EVIL_PAGE.format(dashboard=dashboard, job=JOB_ID).encode()
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/html"), ("Content-Length", str(len(page)))])
+        return [page]
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/cats.html"
+    server.shutdown()
+
+
+def test_another_site_cannot_requeue_with_the_browsers_credentials(dashboard: str, evil_site: str, browser: Any,
+                                                                   redis_conn: Redis) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    login(browser, USER, PASSWORD)              # every request of this browser now carries the credentials
+    browser.get(evil_site)
+    # The last step of the page is the form's POST: once its answer is shown, every request was answered.
+    WebDriverWait(browser, 20).until(lambda b: b.current_url.startswith(f"{dashboard}/rq/job/"))
+    assert "must come from the dashboard's own pages" in browser.page_source
+    assert Job.fetch(JOB_ID, connection=redis_conn).get_status() == JobStatus.FAILED
+    assert Queue("loyalty", connection=redis_conn).count == 0
