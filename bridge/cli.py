@@ -504,8 +504,8 @@ def _dismiss(state: CliState, reference: str, store: str | None, by: str | None,
             raise click.UsageError("--by is needed: the OS user is unknown here") from None
     ctx = _context(state)
     try:
-        found, dismissal = dismiss_failed(ctx.connection, ctx.events, ctx.ledger, _pick_stores(state, store),
-                                          reference, by, (reason or "").strip())
+        found, dismissal = dismiss_failed(ctx.events, ctx.ledger, _pick_stores(state, store), reference, by,
+                                          (reason or "").strip())
     except DismissError as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:

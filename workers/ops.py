@@ -249,23 +249,24 @@ class DismissError(Exception):
     """Nothing to dismiss as asked (one line, for the CLI)."""
 
 
-def failed_jobs_of(connection: Redis, events: EventQueue, store: str, reference: str) -> list[Job]:
-    """The failed jobs of one order (found through the order index, like ``bridge replay``'s)."""
+def failed_jobs_of(events: EventQueue, store: str, reference: str) -> list[Job]:
+    """The failed jobs of one order, as ``bridge failed`` lists them: by reference, or by the platform's
+    order id for an event that came without the reference (a Shopify refund names only the order)."""
     order_id = events.order_id_for(store, reference)
-    jobs = fetch_jobs(connection, events.job_ids_for(store, order_id)) if order_id else []
-    return [job for job in jobs if job.get_status() == JobStatus.FAILED]
+    return [job for job in failed_jobs(events.queue, store) if job.meta.get("reference") == reference
+            or (order_id is not None and job.meta.get("order_id") == order_id)]
 
 
-def dismiss_failed(connection: Redis, events: EventQueue, ledger: Ledger, stores: list[str], reference: str,
+def dismiss_failed(events: EventQueue, ledger: Ledger, stores: list[str], reference: str,
                    by: str, reason: str) -> tuple[str, Dismissal]:
     """A person gives up on an order's failed jobs (``bridge failed --dismiss``): the ledger records who,
-    why and which jobs, in place of the failure note, and then the jobs are deleted (with their payloads),
-    so they leave ``bridge failed`` while ``bridge status <reference>`` still tells the story.
+    why and which jobs, in place of the failure note, and then the failed jobs are deleted, so they leave
+    ``bridge failed`` while ``bridge status <reference>`` still tells the story.
 
     ``stores``: where to look; the order's failed jobs must be in exactly one of them. Returns the
     store they were in, and the dismissal.
     """
-    found = {store: jobs for store in stores if (jobs := failed_jobs_of(connection, events, store, reference))}
+    found = {store: jobs for store in stores if (jobs := failed_jobs_of(events, store, reference))}
     if not found:
         raise DismissError(f"{reference}: no failed job in {', '.join(stores)} (`bridge failed` lists them)")
     if len(found) > 1:
@@ -277,6 +278,8 @@ def dismiss_failed(connection: Redis, events: EventQueue, ledger: Ledger, stores
     # The record first: should the deletion not happen, the jobs stay failed and can be dismissed again.
     ledger.record_dismissal(store, reference, dismissal)
     for job in jobs:
+        # Closed, so that no sweep takes the missing job for a lost one and makes it again.
+        events.closed(job.id)
         job.delete()
     return store, dismissal
 
