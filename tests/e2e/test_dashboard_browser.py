@@ -148,6 +148,8 @@ def evil_site(dashboard: str) -> Iterator[str]:
 
 def test_another_site_cannot_requeue_with_the_browsers_credentials(dashboard: str, evil_site: str, browser: Any,
                                                                    redis_conn: Redis) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
     login(browser, USER, PASSWORD)              # every request of this browser now carries the credentials
@@ -157,3 +159,12 @@ def test_another_site_cannot_requeue_with_the_browsers_credentials(dashboard: st
     assert "must come from the dashboard's own pages" in browser.page_source
     assert Job.fetch(JOB_ID, connection=redis_conn).get_status() == JobStatus.FAILED
     assert Queue("loyalty", connection=redis_conn).count == 0
+
+    # The same browser on the dashboard's own page: its Requeue All button does what the <img> could not.
+    browser.get(f"{dashboard}/rq/0/view/jobs/loyalty/failed/8/asc/1")
+    wait = WebDriverWait(browser, 20)
+    assert not browser.find_elements(By.ID, "empty-btn")                    # no "Empty" button
+    wait.until(ec.element_to_be_clickable((By.ID, "requeue-all-btn"))).click()
+    wait.until(ec.element_to_be_clickable((By.ID, "confirmation-modal-yes"))).click()
+    wait.until(lambda _: Job.fetch(JOB_ID, connection=redis_conn).get_status() == JobStatus.QUEUED)
+    assert Queue("loyalty", connection=redis_conn).get_job_ids() == [JOB_ID]
