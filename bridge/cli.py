@@ -471,6 +471,8 @@ def failed(state: CliState, store: str | None, since: str | None, as_json: bool,
     from workers.ops import failed_jobs, parse_since, view
 
     if dismiss_ref is not None:
+        if since is not None:
+            raise click.UsageError("--since lists failures; --dismiss names the order")
         _dismiss(state, dismiss_ref, store, by, reason, as_json)
         return
     if reason is not None or by is not None:
