@@ -16,10 +16,13 @@ import responses
 from pydantic import ValidationError as PydanticValidationError
 from responses import matchers
 
+from tests.conftest import fixture_bytes
+
 from workers.loyalty import (
     AlreadyDone,
     AuthenticationError,
     AwardPointsRequest,
+    BalanceQuery,
     CartItem,
     CreateTransactionRequest,
     DeductPointsRequest,
@@ -148,6 +151,27 @@ def test_deduct_points_body(mock: responses.RequestsMock, client: LoyaltyClient)
     # What Loyalty.lt's own clients posted to this endpoint (REFERENCE.md): every field is here.
     assert {"card_id", "points", "description"} <= body.keys()                                  # sdk-php
     assert {"card_id", "card_number", "points", "description", "shop_id"} <= body.keys()      # sdk-javascript
+
+
+def test_deduct_points_sdk_body_is_only_what_the_sdks_sent(mock: responses.RequestsMock, client: LoyaltyClient) -> None:
+    mock.post(f"{BASE}/lt/shop/transactions/deduct-points", json=ok({"transaction_id": 8}))
+    request = DeductPointsRequest(card_id=501, card_number="000-000-501", user_id=77, points=48, description="Refund 1 of WC-1",
+                                  order_id="WC-1", refund_id="1", meta_data={"kind": "refund"})
+    client.deduct_points(request, body="sdk")
+    # sdk-php's deductPoints(int $cardId, int $points, ?string $description), the one body both clients shared.
+    assert body_of(mock.calls[0]) == {"card_id": 501, "points": 48, "description": "Refund 1 of WC-1"}
+    with pytest.raises(ValueError, match="card_id is unknown"):
+        DeductPointsRequest(user_id=77, points=1, description="d", order_id="WC-1").body("sdk")
+
+
+def test_card_balance_reads_the_published_answer(mock: responses.RequestsMock, client: LoyaltyClient) -> None:
+    mock.get(f"{BASE}/lt/shop/loyalty-cards/balance", body=fixture_bytes("loyalty", "docs_loyalty_cards_balance_200"),
+             content_type="application/json", match=[matchers.query_param_matcher({"card_id": "567"})])
+    balance = client.card_balance(BalanceQuery(card_id=567))
+    assert (balance.card_id, balance.card_number, balance.points) == (567, "123-456-789", 1250)
+    assert mock.calls[0].request.headers["X-API-Secret"] == SECRET
+    with pytest.raises(PydanticValidationError, match="card_id, card_number or user_id"):
+        BalanceQuery()
 
 
 def test_deduct_points_answer_is_read_leniently(mock: responses.RequestsMock, client: LoyaltyClient) -> None:

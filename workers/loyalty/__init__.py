@@ -15,11 +15,14 @@ from workers.loyalty.errors import (
 from workers.loyalty.models import (
     AwardPointsRequest,
     Balance,
+    BalanceQuery,
+    CardBalance,
     CardPointsResult,
     CartItem,
     CreateTransactionRequest,
     CreateTransactionResult,
     CredentialsInfo,
+    DeductBody,
     DeductPointsRequest,
     DeductPointsResult,
     RedeemPointsRequest,
@@ -30,8 +33,9 @@ from workers.loyalty.models import (
 )
 
 __all__ = [
-    "AlreadyDone", "AuthenticationError", "AwardPointsRequest", "Balance", "CardPointsResult", "CartItem",
-    "CreateTransactionRequest", "CreateTransactionResult", "CredentialsInfo", "DeductPointsRequest",
+    "AlreadyDone", "AuthenticationError", "AwardPointsRequest", "Balance", "BalanceQuery", "CardBalance",
+    "CardPointsResult", "CartItem", "CreateTransactionRequest", "CreateTransactionResult", "CredentialsInfo",
+    "DeductBody", "DeductPointsRequest",
     "DeductPointsResult", "LoyaltyClient", "LoyaltyError", "NotFoundError", "NotSent", "PermanentError", "RateLimited",
     "RedeemPointsRequest", "RetryableError", "Transaction", "TransactionFilters", "TransactionPage",
     "TransactionType", "ValidationError", "parse_retry_after",

@@ -29,10 +29,13 @@ from workers.loyalty.errors import (
 )
 from workers.loyalty.models import (
     AwardPointsRequest,
+    BalanceQuery,
+    CardBalance,
     CardPointsResult,
     CreateTransactionRequest,
     CreateTransactionResult,
     CredentialsInfo,
+    DeductBody,
     DeductPointsRequest,
     DeductPointsResult,
     Envelope,
@@ -157,9 +160,14 @@ class LoyaltyClient:
         """
         return self._call("POST", "transactions/create", CreateTransactionResult, json=request.body())
 
-    def deduct_points(self, request: DeductPointsRequest) -> DeductPointsResult:
-        """Take points back for a refund or a cancellation (the platform does not dedupe these)."""
-        return self._call("POST", "transactions/deduct-points", DeductPointsResult, json=request.body())
+    def deduct_points(self, request: DeductPointsRequest, body: DeductBody = "full") -> DeductPointsResult:
+        """Take points back for a refund or a cancellation (the platform does not dedupe these);
+        ``body`` "sdk" sends only the fields Loyalty.lt's own clients sent."""
+        return self._call("POST", "transactions/deduct-points", DeductPointsResult, json=request.body(body))
+
+    def card_balance(self, query: BalanceQuery) -> CardBalance:
+        """A card's current points (Shop API auth)."""
+        return self._call("GET", "loyalty-cards/balance", CardBalance, params=query.query())
 
     def list_transactions(self, filters: TransactionFilters | None = None) -> TransactionPage:
         """One page of the partner's transactions."""

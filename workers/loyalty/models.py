@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, model_validator
 
@@ -113,6 +113,12 @@ class CreateTransactionResult(_Answer):
 
 # --- deduct points (body inferred) --------------------------------------------------------------
 
+# Which body a deduction is sent with: "full" (the clients' fields and the order's), or "sdk" (only
+# what both of Loyalty.lt's own clients always sent), for an API that refuses the full one.
+DeductBody = Literal["full", "sdk"]
+DEDUCT_BODIES: tuple[DeductBody, ...] = get_args(DeductBody)
+SDK_DEDUCT_FIELDS = ("card_id", "points", "description")
+
 class DeductPointsRequest(_Request):
     """POST /{locale}/shop/transactions/deduct-points (body inferred, see the module docstring).
 
@@ -143,6 +149,15 @@ class DeductPointsRequest(_Request):
             raise ValueError("card_id, user_id or user_email is required")
         return self
 
+    def body(self, shape: DeductBody = "full") -> dict[str, Any]:
+        """The JSON body: every set field, or (``"sdk"``) only ``card_id``, ``points`` and ``description``."""
+        full = super().body()
+        if shape == "full":
+            return full
+        if self.card_id is None:
+            raise ValueError("the SDKs' deduct body names the card, and this deduction's card_id is unknown")
+        return {name: full[name] for name in SDK_DEDUCT_FIELDS}
+
 
 class DeductPointsResult(_Answer):
     """``data`` of a deduction (inferred: every field optional)."""
@@ -150,6 +165,33 @@ class DeductPointsResult(_Answer):
     transaction_id: int | None = None
     points_deducted: int | None = None
     points_balance: int | None = None
+
+
+# --- card balance --------------------------------------------------------------------------------
+
+class BalanceQuery(_Request):
+    """Query of GET /{locale}/shop/loyalty-cards/balance: the card by id or number, or its user."""
+
+    card_id: int | None = None
+    card_number: str | None = None
+    user_id: int | None = None
+
+    @model_validator(mode="after")
+    def _which(self) -> BalanceQuery:
+        if self.card_id is None and self.card_number is None and self.user_id is None:
+            raise ValueError("card_id, card_number or user_id is required")
+        return self
+
+    def query(self) -> dict[str, str]:
+        return {k: str(v) for k, v in self.body().items()}
+
+
+class CardBalance(_Answer):
+    """``data`` of the balance: the card and its points (non-expired only)."""
+
+    card_id: int | None = None
+    card_number: str | None = None
+    points: int
 
 
 # --- list transactions -----------------------------------------------------------------------------
