@@ -172,15 +172,24 @@ def dev(state: CliState, host: str, port: int, sandbox_port: int, force_sandbox:
 @click.option("--rate-limit", default=60, show_default=True, type=int, help="Requests per minute per key (0: off).")
 @click.option("--api-key", default="lty_sandbox_demo", show_default=True)
 @click.option("--api-secret", default="sandbox-secret", show_default=True)
+@click.option("--strict-deduct", is_flag=True, envvar="BRIDGE_SANDBOX_STRICT_DEDUCT",
+              help="Refuse deduct-points fields other than those Loyalty.lt's own clients sent (422, Laravel-style errors).")
+@click.option("--deduction-listing", type=click.Choice(["bridge", "docs"]), default="bridge", show_default=True,
+              envvar="BRIDGE_SANDBOX_DEDUCTION_LISTING",
+              help="List a deduction under the order's reference with the metadata sent (bridge), or under its own "
+                   "reference (REFUND-…) with metadata of its own, as the docs' example (docs).")
+@click.option("--list-lag", default=0.0, show_default=True, type=click.FloatRange(min=0), envvar="BRIDGE_SANDBOX_LIST_LAG",
+              help="A slow list: changes show in the transaction list only this many seconds later.")
 def sandbox(host: str, port: int, latency_ms: int, error_rate: float, timeout_rate: float, rate_limit: int,
-            api_key: str, api_secret: str) -> None:
+            api_key: str, api_secret: str, strict_deduct: bool, deduction_listing: str, list_lag: float) -> None:
     """A local Loyalty.lt Shop API, for trying the bridge without an account (see /_sandbox/state)."""
     from bridge.sandbox import PartnerCredentials, SandboxConfig, serve_forever
 
     config = SandboxConfig(partners=[PartnerCredentials(api_key=api_key, api_secret=api_secret, partner_id=1,
                                                         name="Sandbox Partner")],
                            latency_ms=latency_ms, error_rate=error_rate, timeout_rate=timeout_rate,
-                           rate_limit_per_minute=rate_limit)
+                           rate_limit_per_minute=rate_limit, strict_deduct=strict_deduct,
+                           deduction_listing=deduction_listing, list_lag_seconds=list_lag)
     serve_forever(config, host, port, announce=lambda url: click.echo(f"Loyalty.lt sandbox on {url}", err=True))
 
 

@@ -6,10 +6,11 @@
 Routes (``<locale>`` is ``en`` or ``lt``):
   Shop API auth (X-API-Key, X-API-Secret): POST /<locale>/shop/validate-credentials,
   POST .../transactions/create (alias .../transactions/award-points), POST .../transactions/deduct-points,
-  GET .../transactions.
+  GET .../transactions, GET .../loyalty-cards/balance.
   JWT auth (``Authorization: Bearer sandbox-jwt-<partner_id>``): POST .../points/award, POST .../points.
   Admin (no auth, not in the real API): /_sandbox/state, /_sandbox/balances, /_sandbox/config,
-  /_sandbox/reset, /_sandbox/stats, /_sandbox/storm (POST {"seconds", "retry_after"}: a 429 storm).
+  /_sandbox/reset, /_sandbox/stats, /_sandbox/requests (the last requests, with their queries),
+  /_sandbox/storm (POST {"seconds", "retry_after"}: a 429 storm).
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from werkzeug.exceptions import HTTPException
 
 from bridge.sandbox.faults import Decision, Faults
 from bridge.sandbox.persistence import StateFile
-from bridge.sandbox.state import (CardAward, CardRedeem, CreateTransaction, DeductPoints, ListQuery,
-                                  PartnerCredentials, SandboxConfig, SandboxError, SandboxState)
+from bridge.sandbox.state import (BalanceQuery, CardAward, CardRedeem, CreateTransaction, DeductPoints, ListQuery,
+                                  PartnerCredentials, SandboxConfig, SandboxError, SandboxState, prohibited_fields)
 
 EXTENSION = "loyalty_sandbox"
 JWT_PREFIX = "sandbox-jwt-"  # the sandbox's bearer tokens: "sandbox-jwt-<partner_id>"
@@ -184,14 +185,26 @@ def create_transaction() -> Response:
 @shop.post("/transactions/deduct-points")
 def deduct_points() -> Response:
     partner = _partner()
-    data = _sandbox().state.deduct(partner, parse(DeductPoints, _body()), _hidden_for())
+    body = _body()
+    if _sandbox().config.strict_deduct and (errors := prohibited_fields(body)):
+        raise SandboxError(422, "The given data was invalid.", "VALIDATION_ERROR", errors)
+    data = _sandbox().state.deduct(partner, parse(DeductPoints, body), _hidden_for())
     return envelope(data, "Points deducted successfully")
 
 
 def _hidden_for() -> float:
-    """How long the list will not show this request's change (a slow commit), in seconds."""
+    """How long the list will not show this request's change (a slow commit, a slow list), in seconds."""
+    config = _sandbox().config
     decision: Decision | None = g.get("sandbox_decision")
-    return _sandbox().config.slow_commit_seconds if decision is not None and decision.slow_commit else 0.0
+    slow = config.slow_commit_seconds if decision is not None and decision.slow_commit else 0.0
+    return max(slow, config.list_lag_seconds)
+
+
+@shop.get("/loyalty-cards/balance")
+def card_balance() -> Response:
+    partner = _partner()
+    data = _sandbox().state.balance(partner, parse(BalanceQuery, request.args.to_dict()))
+    return envelope(data, "Balance retrieved successfully")
 
 
 @shop.get("/transactions")
@@ -271,6 +284,11 @@ def admin_storm() -> Response:
     return envelope({"until": until, "retry_after": storm.retry_after}, "429 storm started")
 
 
+@admin.get("/requests")
+def admin_requests() -> Response:
+    return envelope(_sandbox().state.recent_requests())
+
+
 @admin.get("/stats")
 def admin_stats() -> Response:
     sandbox = _sandbox()
@@ -304,7 +322,7 @@ def _finish(response: Response) -> Response:
             late = sandbox.faults.slow_answer()
             response = envelope(None, late.message, late.status, late.code)
         response.headers.update(decision.headers)
-    sandbox.state.record_request(_stats_key(), response.status_code)
+    sandbox.state.record_request(_stats_key(), response.status_code, request.path, request.args.to_dict())
     return response
 
 

@@ -11,7 +11,7 @@ import hmac
 import re
 import threading
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,6 +27,7 @@ from workers.loyalty.models import TransactionFilters
 ID_BASES = {"user": 100, "card": 500, "transaction": 1000}
 NEXT_TIER_AT = 1000  # the sandbox has one tier ("Bronze"); next_tier_points counts towards this
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+RECENT_REQUESTS = 500  # how many requests GET /_sandbox/requests shows (method, path, query, status)
 
 
 class SandboxError(Exception):
@@ -101,6 +102,11 @@ class SandboxConfig(BaseModel):
     # sent; "docs" as the docs' example shows a refund: its own reference (REFUND-…), metadata of its
     # own ({source, points_deducted, reason}), the description kept.
     deduction_listing: Literal["bridge", "docs"] = "bridge"
+    # A strict deduct: only the fields Loyalty.lt's own clients sent (STRICT_DEDUCT_FIELDS) are taken;
+    # any other is refused with 422 and Laravel-style errors ("The order id field is prohibited.").
+    strict_deduct: bool = False
+    # A slow list: every change shows in GET transactions only this many seconds after it was made.
+    list_lag_seconds: float = Field(0.0, ge=0)
     seed: int | None = None
 
 
@@ -182,6 +188,26 @@ class DeductPoints(BaseModel):
             raise PydanticCustomError("required_without_all", "The card id field is required when none of user id / "
                                                               "user email are present.")
         return self
+
+
+# What sdk-javascript posted to deduct-points (sdk-php: the first three): all a strict deduct takes.
+STRICT_DEDUCT_FIELDS = frozenset({"card_id", "card_number", "points", "description", "shop_id"})
+
+
+def prohibited_fields(body: dict[str, Any]) -> dict[str, list[str]]:
+    """Laravel-style errors for the fields of a deduct body that a strict deduct refuses."""
+    return {name: [f"The {name.replace('_', ' ')} field is prohibited."]
+            for name in sorted(set(body) - STRICT_DEDUCT_FIELDS)}
+
+
+class BalanceQuery(BaseModel):
+    """Query of GET loyalty-cards/balance: the card by id or number, or its user (one is required)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    card_id: int | None = None
+    card_number: str | None = None
+    user_id: int | None = None
 
 
 class CardAward(BaseModel):
@@ -283,6 +309,7 @@ class SandboxState:
             self.transactions: dict[int, Transaction] = {}
             self._orders: set[tuple[int, str]] = set()
             self._requests: Counter[tuple[str, int]] = Counter()
+            self._recent: deque[dict[str, Any]] = deque(maxlen=RECENT_REQUESTS)
 
     # --- partners and customers (callers hold the lock for the private ones) ---
 
@@ -410,6 +437,22 @@ class SandboxState:
                     "loyalty_card_id": card.id, "user_id": user.id, "order_id": req.order_id,
                     "refund_id": req.refund_id}
 
+    def balance(self, partner: PartnerCredentials, q: BalanceQuery) -> dict[str, Any]:
+        """A card's points, the card named by id or number or found by its user (this partner's only)."""
+        if q.card_id is None and q.card_number is None and q.user_id is None:
+            raise SandboxError(422, "Validation error", 1100, {"card_id": [
+                "The card id field is required when none of card number / user id are present."]})
+        with self._lock:
+            if q.card_id is not None:
+                card = self.cards.get(q.card_id)
+            elif q.card_number is not None:
+                card = next((c for c in self.cards.values() if c.number == q.card_number), None)
+            else:
+                card = self._card_of(partner.partner_id, q.user_id or 0)
+            if card is None or card.partner_id != partner.partner_id:
+                raise SandboxError(404, "Loyalty card not found", 1200)
+            return {"card_id": card.id, "card_number": card.number, "points": card.points}
+
     def list_transactions(self, partner: PartnerCredentials,
                           q: ListQuery) -> tuple[list[dict[str, Any]], dict[str, int]]:
         """One page of the partner's transactions, newest first, and the paging meta."""
@@ -514,11 +557,19 @@ class SandboxState:
                                  for t in data["transactions"]}
             self._orders = {(partner_id, order_id) for partner_id, order_id in data["orders"]}
             self._requests = Counter()
+            self._recent.clear()
 
-    def record_request(self, endpoint: str, status: int) -> None:
-        """Count one answered request (GET /_sandbox/stats reads the counts)."""
+    def record_request(self, endpoint: str, status: int, path: str = "", query: dict[str, str] | None = None) -> None:
+        """Count one answered request (GET /_sandbox/stats reads the counts) and keep it among the
+        recent ones (GET /_sandbox/requests: what a client asked, e.g. which list filters)."""
         with self._lock:
             self._requests[(endpoint, status)] += 1
+            self._recent.append({"endpoint": endpoint, "path": path, "query": query or {}, "status": status})
+
+    def recent_requests(self) -> list[dict[str, Any]]:
+        """The last requests answered, oldest first."""
+        with self._lock:
+            return list(self._recent)
 
     def request_counts(self) -> dict[str, Any]:
         with self._lock:

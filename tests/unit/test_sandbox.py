@@ -223,6 +223,50 @@ def test_a_slow_commit_changes_now_lists_later_and_answers_too_late() -> None:
     assert client.get("/_sandbox/stats").json["data"]["faults"]["slow_commit"] == 1
 
 
+def test_a_strict_deduct_refuses_every_field_the_sdks_never_sent_laravel_style() -> None:
+    client = client_for(strict_deduct=True)
+    card = order(client).json["data"]["loyalty_card_id"]
+    full = client.post(DEDUCT, json={"card_id": card, "points": 5, "description": "Refund 1 of WC-1", "order_id": "WC-1",
+                                     "refund_id": "1", "meta_data": {"store": "s"}}, headers=AUTH)
+    assert full.status_code == 422 and full.json["code"] == "VALIDATION_ERROR"
+    assert full.json["errors"] == {"meta_data": ["The meta data field is prohibited."],
+                                   "order_id": ["The order id field is prohibited."],
+                                   "refund_id": ["The refund id field is prohibited."]}
+    assert balance(client) == 155                                      # refused: nothing taken
+    sdk = client.post(DEDUCT, json={"card_id": card, "points": 5, "description": "Refund 1 of WC-1"}, headers=AUTH)
+    assert sdk.status_code == 200 and balance(client) == 150
+
+
+def test_a_slow_list_shows_every_change_only_after_its_lag() -> None:
+    now = [datetime(2026, 11, 27, 12, tzinfo=timezone.utc)]
+    client = client_for(clock=lambda: now[0], list_lag_seconds=2)
+    assert order(client).status_code == 200                            # answered at once
+    assert listing(client).json["data"] == []
+    now[0] += timedelta(seconds=2)
+    assert [tx["reference_number"] for tx in listing(client).json["data"]] == ["WC-1"]
+
+
+def test_card_balance_by_id_number_or_user(client: FlaskClient) -> None:
+    created = order(client).json["data"]
+    url = "/en/shop/loyalty-cards/balance"
+    expected = {"card_id": created["loyalty_card_id"], "card_number": created["card_number"], "points": 155}
+    for query in ({"card_id": created["loyalty_card_id"]}, {"card_number": created["card_number"]},
+                  {"user_id": created["user_id"]}):
+        answer = client.get(url, query_string=query, headers=AUTH)
+        assert answer.status_code == 200 and answer.json["data"] == expected
+    assert client.get(url, headers=AUTH).json["code"] == 1100
+    missing = client.get(url, query_string={"card_id": 9999}, headers=AUTH)
+    assert missing.status_code == 404 and missing.json["code"] == 1200
+    assert client.get(url, query_string={"card_id": created["loyalty_card_id"]}).status_code == 400  # Shop API auth
+
+
+def test_recent_requests_keep_what_was_asked(client: FlaskClient) -> None:
+    listing(client, reference_number="WC-1", type="refund")
+    (seen,) = client.get("/_sandbox/requests").json["data"]
+    assert seen == {"endpoint": "GET /{locale}/shop/transactions", "path": LIST,
+                    "query": {"reference_number": "WC-1", "type": "refund"}, "status": 200}
+
+
 # --- list -------------------------------------------------------------------------------------
 
 def test_list_filters_and_paging() -> None:
