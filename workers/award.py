@@ -46,9 +46,9 @@ def create_request(order: Order, store: StoreConfig, kept: Kept | None = None) -
         currency=order.currency, shop_id=store.shop_id, partner_card_id=store.partner_card_id,
         points_redeemed=order.points_redeemed or None,
         points_discount_amount=order.points_discount if order.points_redeemed else None,
-        cart_items=items,
+        cart_items=items, description=order.note,
         meta_data={"platform": order.platform, "store": store.id, "platform_order_id": order.order_id,
-                   "items_count": len(items)},
+                   "items_count": len(items), **({"note": order.note} if order.note else {})},
     )
 
 

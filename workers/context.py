@@ -21,6 +21,7 @@ from workers.ledger import Ledger
 from workers.loyalty import LoyaltyClient
 from workers.loyalty.client import OnResponse
 from workers.metrics import observe_api
+from workers.probe.observed import ApiObservations, Observations
 from workers.ratelimit import ApiRateLimiter, rate_limited
 from workers.retrying import RetryPolicy
 
@@ -38,6 +39,9 @@ class WorkerContext:
     clients: dict[str, LoyaltyClient] = field(default_factory=dict)
     # Stores whose next call already holds a rate-limit slot (see reserve_slot).
     _reserved: set[str] = field(default_factory=set)
+    # What this process follows instead of the kept observations of an API URL: the live probe trying
+    # a deduct body before it knows the API takes it (see observed).
+    assumed: dict[str, ApiObservations] = field(default_factory=dict)
 
     @classmethod
     def build(cls, settings: Settings, stores: Stores, connection: Redis) -> WorkerContext:
@@ -81,6 +85,11 @@ class WorkerContext:
                                                 on_response=answered)
         return self.clients[store.id]
 
+    def observed(self, store: StoreConfig) -> ApiObservations | None:
+        """What ``bridge check --live`` saw the store's Loyalty.lt API do (None: no probe ran there)."""
+        url = api_url(self.settings, store)
+        return self.assumed.get(url) or Observations(self.connection).get(url)
+
     def reserve_slot(self, store: StoreConfig) -> None:
         """Take a rate-limit slot for the store's next call now, or raise :class:`Wait`.
 
@@ -96,12 +105,17 @@ class WorkerContext:
             raise Wait(rate_limited(store), delay)
 
 
+def api_url(settings: Settings, store: StoreConfig) -> str:
+    """The Loyalty.lt API the store's calls go to."""
+    return (store.api_url or settings.loyalty_api_url).rstrip("/")
+
+
 def client_for(settings: Settings, store: StoreConfig, before_request: Callable[[], None] | None = None,
                on_response: OnResponse = observe_api) -> LoyaltyClient:
     """A Loyalty.lt client for ``store`` with the process's timeouts; calls are counted in metrics
     (by ``observe_api``, or an ``on_response`` hook that calls it)."""
     return LoyaltyClient(
-        base_url=store.api_url or settings.loyalty_api_url,
+        base_url=api_url(settings, store),
         api_key=store.api_key,
         api_secret=store.api_secret.get_secret_value(),
         locale=store.locale,

@@ -130,6 +130,9 @@ class Order(BaseModel):
     undone: str | None = None
     # When it was paid, if the payload says (an award delay counts from then).
     paid_at: datetime | None = None
+    # Said in the description and meta_data of what is sent for it (the live probe's "loyalty-bridge
+    # probe", so a partner's staff can tell it from real orders); None for shops' orders.
+    note: str | None = None
 
     @property
     def gift_card_total(self) -> Decimal:
@@ -213,6 +216,8 @@ class Refund(BaseModel):
     currency: str | None = None
     reason: str | None = None
     items: RefundItems | None = None
+    # As Order.note: said in the deduction's description and meta_data.
+    note: str | None = None
 
 
 def points_redeemed(store: StoreConfig, discount: Decimal) -> tuple[int, Decimal]:

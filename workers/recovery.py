@@ -18,13 +18,15 @@ reading Loyalty.lt's transaction list:
 
 A deduction is found however Loyalty.lt lists it: by type ``refund``, on the customer's card (or
 user), from the day the call was made, matching the refund's marker in the description, the
-bridge's metadata, or the reference number.
+bridge's metadata, or the reference number; first under the order's reference when ``bridge check
+--live`` saw the store's API file deductions there (:mod:`workers.probe.observed`).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -33,6 +35,7 @@ from workers.context import WorkerContext
 from workers.job_errors import JobFailed, Wait
 from workers.ledger import AWARD, CANCEL, REFUND_PREFIX, AppliedRefund, Award, InFlight, LedgerRecord, utcnow
 from workers.loyalty import LoyaltyClient, Transaction, TransactionFilters
+from workers.probe.observed import Filed
 
 # A deduction listed a little before the mark's time is still a candidate (clocks differ).
 CLOCK_SLACK = timedelta(minutes=2)
@@ -56,15 +59,26 @@ def _contains(text: str | None, marker: str) -> bool:
     return bool(text) and re.search(rf"(?<![\w-]){re.escape(marker)}(?![\w-])", text or "") is not None
 
 
-def names_deduction(tx: Transaction, store: StoreConfig, reference: str, refund_id: str) -> bool:
-    """Whether a listed transaction is this refund's deduction, by whatever it carries."""
+def deduction_names(tx: Transaction, store: StoreConfig, reference: str, refund_id: str) -> list[str]:
+    """What in a listed transaction names this refund's deduction: "metadata" (the bridge's, kept),
+    "description" or "reference" (the refund's marker in it); empty when it is not this deduction."""
     meta = tx.metadata or {}
+    named = []
     if meta.get("refund_id") is not None and meta.get("store") in (None, store.id):
         ref = meta.get("reference") or tx.reference_number
         if str(meta["refund_id"]) == refund_id and ref == reference:
-            return True
+            named.append("metadata")
     marker = deduction_marker(reference, refund_id)
-    return _contains(tx.description, marker) or _contains(tx.reference_number, marker)
+    if _contains(tx.description, marker):
+        named.append("description")
+    if _contains(tx.reference_number, marker):
+        named.append("reference")
+    return named
+
+
+def names_deduction(tx: Transaction, store: StoreConfig, reference: str, refund_id: str) -> bool:
+    """Whether a listed transaction is this refund's deduction, by whatever it carries."""
+    return bool(deduction_names(tx, store, reference, refund_id))
 
 
 def deduction_reference(tx: Transaction, pattern: re.Pattern[str]) -> str | None:
@@ -116,6 +130,30 @@ def deductions_since(client: LoyaltyClient, award: Award, since: datetime) -> li
             continue
         found.append(tx)
     return found
+
+
+@dataclass(frozen=True)
+class FoundDeduction:
+    """A refund's deduction as the list showed it (``tx`` None: not listed), where it was found
+    ("order reference" or "card"), and the card's deductions read (for look-alikes)."""
+
+    tx: Transaction | None
+    listing: str
+    listed: list[Transaction]
+
+
+def find_deduction(client: LoyaltyClient, store: StoreConfig, award: Award, reference: str, refund_id: str,
+                   since: datetime, filed: Filed | None = None) -> FoundDeduction:
+    """A refund's deduction in Loyalty.lt's list. Where ``bridge check --live`` saw deductions filed
+    under the order's reference (``filed``), that exact query comes first; then, however they are
+    filed, the card's deductions from ``since``'s day on."""
+    if filed == "order reference":
+        for tx in client.find_transactions(reference_number=reference, type="refund"):
+            if names_deduction(tx, store, reference, refund_id):
+                return FoundDeduction(tx, "order reference", [])
+    listed = deductions_since(client, award, since)
+    ours = next((tx for tx in listed if names_deduction(tx, store, reference, refund_id)), None)
+    return FoundDeduction(ours, "card", listed)
 
 
 def with_card(ctx: WorkerContext, store: StoreConfig, reference: str, award: Award) -> Award:
@@ -184,8 +222,10 @@ def resolve_deduction(ctx: WorkerContext, store: StoreConfig, record: LedgerReco
     assert record.award is not None
     reference = record.reference
     award = with_card(ctx, store, reference, record.award)
-    listed = deductions_since(ctx.client(store), award, _when(mark))
-    ours = next((tx for tx in listed if names_deduction(tx, store, reference, refund_id)), None)
+    observed = ctx.observed(store)
+    found = find_deduction(ctx.client(store), store, award, reference, refund_id, _when(mark),
+                           observed.deduction_filed if observed is not None else None)
+    ours, listed = found.tx, found.listed
     draft = mark.deduction
     if ours is not None:
         points = abs(ours.points) if ours.points else (draft.points if draft else 0)

@@ -22,7 +22,7 @@ from config.log_format import log
 from config.stores import StoreConfig
 from workers import recovery
 from workers.context import WorkerContext
-from workers.job_errors import Wait
+from workers.job_errors import JobFailed, Wait
 from workers.ledger import AppliedRefund, LedgerRecord, PendingRefund, utcnow
 from workers.loyalty import DeductPointsRequest, NotSent, PermanentError, RateLimited
 from workers.orders import ZERO, Refund, money
@@ -123,15 +123,16 @@ def deduct_request(store: StoreConfig, record: LedgerRecord, refund: Refund, dra
     (the customer's email only when Loyalty.lt's ids of them are unknown)."""
     award = record.award
     assert award is not None
+    marker = deduction_marker(record.reference, refund.refund_id)
     return DeductPointsRequest(
         card_id=award.loyalty_card_id, card_number=award.card_number, user_id=award.user_id,
         user_email=email() if award.user_id is None and award.loyalty_card_id is None else None,
-        points=draft.points, description=deduction_marker(record.reference, refund.refund_id), shop_id=store.shop_id,
+        points=draft.points, description=f"{refund.note}: {marker}" if refund.note else marker, shop_id=store.shop_id,
         order_id=record.reference, refund_id=refund.refund_id, refund_amount=draft.amount, currency=draft.currency,
         reason=(refund.reason or draft.kind)[:255],
         meta_data={"platform": store.platform, "store": store.id, "reference": record.reference,
                    "platform_order_id": award.order_id, "refund_id": refund.refund_id, "kind": draft.kind,
-                   "refund_amount": str(draft.amount)},
+                   "refund_amount": str(draft.amount), **({"note": refund.note} if refund.note else {})},
     )
 
 
@@ -141,12 +142,17 @@ def _deduct(ctx: WorkerContext, store: StoreConfig, record: LedgerRecord, refund
     award = recovery.with_card(ctx, store, record.reference, record.award)  # type: ignore[arg-type]
     record = record.model_copy(update={"award": award})
     request = deduct_request(store, record, refund, draft, email)
+    observed = ctx.observed(store)
+    body = observed.deduct_body if observed is not None else "full"
+    if body == "sdk" and request.card_id is None:
+        raise JobFailed(f"{store.id}'s Loyalty.lt API takes only card_id, points and description in a deduction "
+                        f"(bridge check --live saw it refuse the rest), and the card of {record.reference} is unknown")
     client = ctx.client(store)
     op = refund_op(refund.refund_id)
     ctx.reserve_slot(store)
     token = ctx.ledger.mark_in_flight(store.id, record.reference, op, job_id, deduction=draft)
     try:
-        result = client.deduct_points(request)
+        result = client.deduct_points(request, body)
     except (PermanentError, NotSent, RateLimited):
         # Refused (a 429 too), or never sent: nothing landed, so this attempt takes its own mark back.
         ctx.ledger.clear_in_flight(store.id, record.reference, op, token)
