@@ -7,7 +7,7 @@ import os
 import sys
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import click
 from redis import Redis
@@ -181,7 +181,8 @@ def dev(state: CliState, host: str, port: int, sandbox_port: int, force_sandbox:
 @click.option("--list-lag", default=0.0, show_default=True, type=click.FloatRange(min=0), envvar="BRIDGE_SANDBOX_LIST_LAG",
               help="A slow list: changes show in the transaction list only this many seconds later.")
 def sandbox(host: str, port: int, latency_ms: int, error_rate: float, timeout_rate: float, rate_limit: int,
-            api_key: str, api_secret: str, strict_deduct: bool, deduction_listing: str, list_lag: float) -> None:
+            api_key: str, api_secret: str, strict_deduct: bool, deduction_listing: Literal["bridge", "docs"],
+            list_lag: float) -> None:
     """A local Loyalty.lt Shop API, for trying the bridge without an account (see /_sandbox/state)."""
     from bridge.sandbox import PartnerCredentials, SandboxConfig, serve_forever
 
@@ -242,15 +243,44 @@ def send_test(state: CliState, store_id: str, event: str, order_id: int | None, 
 
 
 @main.command()
+@click.argument("store_id", required=False)
+@click.option("--live", is_flag=True,
+              help="Prove every call the workers make on the store's Loyalty.lt API (staging or the local sandbox): "
+                   "a probe order awarded, sent again, taken back, found in the list, the balance checked.")
+@click.option("--email", default="demo1@loyalty.lt", show_default=True,
+              help="With --live: the customer of the probe order (staging's demo card 900-001-001).")
+@click.option("--amount", default="1.00", show_default=True, type=click.FloatRange(min=0.01),
+              help="With --live: the probe order's total in EUR (enough for the card's rules to give a point).")
+@click.option("--real-points", is_flag=True,
+              help="With --live: run on an API other than staging or a local sandbox (real points, all taken back).")
+@click.option("--json", "as_json", is_flag=True, help="With --live: the steps as JSON.")
 @click.pass_obj
-def check(state: CliState) -> None:
-    """Validate the stores file and each store's Loyalty.lt credentials; exit 1 if any is wrong."""
+def check(state: CliState, store_id: str | None, live: bool, email: str, amount: float, real_points: bool,
+          as_json: bool) -> None:
+    """Validate the stores file and each store's Loyalty.lt credentials; exit 1 if any is wrong.
+
+    With STORE_ID --live: the live probe of that store's API (exit 0 only when every step matched).
+    """
+    from decimal import Decimal
+
     from workers.context import client_for
     from workers.loyalty import LoyaltyError
+
+    if live:
+        from bridge.live_check import run_live
+
+        if store_id is None:
+            raise click.UsageError("--live probes one store: bridge check <store> --live")
+        _pick_stores(state, store_id)
+        run_live(_context(state), state.stores[store_id], email=email, amount=Decimal(str(amount)).quantize(Decimal("0.01")),
+                 real_points=real_points, as_json=as_json)
+        return
+    from config.stores import Stores
 
     stores = state.stores
     if not stores:
         raise click.ClickException(f"no stores: {stores.source}")
+    stores = Stores({sid: stores[sid] for sid in _pick_stores(state, store_id)}, source=stores.source)
     click.echo(f"Stores from {stores.source}")
     bad = 0
     for store in stores.values():
@@ -267,6 +297,10 @@ def check(state: CliState) -> None:
             click.echo(f"  {store.id:<20} FAIL  Loyalty.lt says the key pair is not valid")
             continue
         click.echo(f"  {store.id:<20} ok    {store.platform}, partner {partner!r} ({info.environment or '?'})")
+        if state.settings.redis_url:
+            from bridge.live_check import observed_line
+
+            click.echo(f"  {'':<20}       {observed_line(state.settings, state.connection, store)}")
     from bridge.shop_commands import check_shops
 
     bad += check_shops(state, stores)

@@ -26,6 +26,8 @@ from workers.loyalty import DeductBody
 # Where the list filed the probe's deduction: under the order's reference (as the bridge sends it),
 # under a reference of its own (the docs' "REFUND-ABC123"), or under none.
 Filed = Literal["order reference", "own reference", "no reference"]
+FILED_WORDS: dict[str, str] = {"order reference": "the order's reference", "own reference": "a reference of their own",
+                               "no reference": "no reference"}
 
 
 class ApiObservations(BaseModel):
@@ -44,10 +46,11 @@ class ApiObservations(BaseModel):
 
     def summary(self) -> str:
         """One line: the setting and what recovery follows."""
-        body = ("the full body" if self.deduct_body == "full"
-                else f"only card_id, points, description (refused: {', '.join(self.refused_fields) or '?'})")
-        filed = f"listed under {self.deduction_filed}" if self.deduction_filed else "listing not seen"
-        named = f", named by {', '.join(self.deduction_named_by)}" if self.deduction_named_by else ""
+        body = ("the full body" if self.deduct_body == "full" else
+                f"only card_id, points, description; the full body was refused: {', '.join(self.refused_fields) or '?'}")
+        filed = (f"listed under {FILED_WORDS[self.deduction_filed]}" if self.deduction_filed
+                 else "not seen in the list")
+        named = f", named by {' and '.join(self.deduction_named_by)}" if self.deduction_named_by else ""
         return (f"deduct body: {self.deduct_body} ({body}); deductions {filed}{named}; "
                 f"probed {self.at} with {self.store}, {'passed' if self.passed else 'FAILED'}")
 
