@@ -155,9 +155,15 @@ def newcomer_flow(command: str, cwd: Path, venv_bin: Path, startup: float) -> No
         assert found and found[0]["ledger"]["award"], found
         assert found[0]["jobs"][0]["arrivals"][-1]["delivery_id"].startswith("sync-")
 
+        # The live probe `bridge dev` suggests passes on its sandbox.
+        probe = bridge(venv_bin, cwd, "check", "demo-woo", "--live")
+        assert probe.returncode == 0 and "Every step matched." in probe.stdout, probe.stdout + probe.stderr
+
         # Ctrl-C in the terminal reaches the whole foreground group.
         os.killpg(process.pid, signal.SIGINT)
         process.wait(timeout=30)
+        printed = process.stdout.read() if process.stdout else ""
+        assert "Probe        bridge check demo-woo --live" in printed, printed
         time.sleep(0.5)
         left = [pid for pid in below | {int(dev_pid)} if alive(pid)]
         assert left == [], f"processes left behind: {left}"
