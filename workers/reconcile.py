@@ -22,6 +22,7 @@ from config.stores import StoreConfig
 from workers.context import WorkerContext
 from workers.loyalty import Transaction, TransactionFilters
 from workers.ops import fetch_jobs, requeue
+from workers.probe import PROBE_REFERENCE
 from workers.recovery import deduction_reference, deductions_since, find_purchase
 
 Kind = Literal["missing there", "unknown here", "points differ"]
@@ -39,10 +40,11 @@ class Difference(BaseModel):
 
 
 def reference_pattern(fmt: str) -> re.Pattern[str]:
-    """A regular expression matching the references a ``reference_format`` produces."""
+    """A regular expression matching the references a ``reference_format`` produces (and the live
+    probe's orders, which the store's key made too)."""
     parts = [re.escape(literal) + ("(.+)" if name is not None else "")
              for literal, name, _, _ in string.Formatter().parse(fmt)]
-    return re.compile("^" + "".join(parts) + "$")
+    return re.compile("^(?:" + "".join(parts) + f"|{PROBE_REFERENCE})$")
 
 
 def belongs(tx: Transaction, store: StoreConfig, pattern: re.Pattern[str]) -> bool:

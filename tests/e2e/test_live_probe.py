@@ -105,12 +105,14 @@ VARIANTS = {
 def test_the_probe_passes_in_each_variant_says_what_differs_and_leaves_the_card_as_it_was(
         variant: str, tmp_path: Path, redis_url: str, redis_conn: Redis) -> None:
     config, differing = VARIANTS[variant]
-    with SandboxServer(SandboxConfig(**config)) as sandbox:
-        env = stores_env(tmp_path, redis_url, sandbox.url)
+    with SandboxServer(SandboxConfig(**config, rate_limit_per_minute=FAST)) as sandbox:
+        env = stores_env(tmp_path, redis_url, sandbox.url, FAST)
         report = probe(env)
         assert set(differs(report)) == differing
         state = requests.get(sandbox.url + "/_sandbox/state", timeout=5).json()["data"]
         shown = cli(env, "check")  # plain check shows what the workers now follow
+        today = time.strftime("%Y-%m-%d", time.gmtime())
+        reconciled = cli(env, "reconcile", "--store", "coffee-woo", "--since", today)
 
     assert [u["balance"] for u in state["users"] if u["email"] == DEMO] == [0]  # where it started
     made = [tx for tx in state["transactions"] if report["reference"] in (tx["description"] or "")
@@ -137,6 +139,8 @@ def test_the_probe_passes_in_each_variant_says_what_differs_and_leaves_the_card_
     if variant == "slow list":
         assert kept.list_lag is not None and kept.list_lag >= 1.0
     assert shown.exit_code == 0 and f"deduct body: {kept.deduct_body}" in shown.output
+    # The probe's order is in the ledger like any order's, so the ledger and Loyalty.lt still agree.
+    assert reconciled.exit_code == 0, reconciled.output
 
 
 def test_a_refused_full_body_is_what_a_real_refund_job_then_avoids(tmp_path: Path, redis_url: str, redis_conn: Redis,
