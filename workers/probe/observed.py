@@ -8,7 +8,7 @@ where the transaction list files a deduction. A probe finds both out and keeps t
 - crash recovery looks for a deduction the way the probe found it first: under the order's
   reference when the list filed it there, else on the card (:func:`workers.recovery.find_deduction`).
 
-Redis: ``lb:api-observed:<API URL>``, one JSON document of about 400 bytes per Loyalty.lt API URL (a
+Redis: ``lb:api-observed:<API URL>``, one JSON document per Loyalty.lt API URL, 330 to 460 bytes (a
 deployment has one or two: nothing per order). No TTL: the workers follow it, so it must not vanish
 under them; each probe of the URL replaces it.
 """
