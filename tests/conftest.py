@@ -52,6 +52,53 @@ def make_stores(api_url: str = "https://api.loyalty.test", **overrides: dict[str
     return Stores({sid: build_store(sid, raw, {}, "tests") for sid, raw in tables.items()}, source="tests")
 
 
+# Two stores on one sandbox key, as a stores file writes them (``{extra}``: more lines for each).
+SANDBOX_STORES_TOML = """
+[stores.coffee-woo]
+platform = "woocommerce"
+webhook_secrets = ["{secret}"]
+api_key = "lty_sandbox_demo"
+api_secret = "sandbox-secret"
+api_url = "{url}"
+{extra}
+[stores.coffee-shopify]
+platform = "shopify"
+webhook_secrets = ["shopify-secret"]
+api_key = "lty_sandbox_demo"
+api_secret = "${{SHOPIFY_API_SECRET}}"
+locale = "lt"
+api_url = "{url}"
+{extra}
+"""
+
+
+def sandbox_stores_env(path: Path, redis_url: str, sandbox_url: str, extra: str = "") -> dict[str, str]:
+    """The environment of `bridge` commands for the two sandbox stores (written to ``path``), with
+    short retries."""
+    path.write_text(SANDBOX_STORES_TOML.format(secret=WOO_SECRETS[0], url=sandbox_url, extra=extra))
+    return {"REDIS_URL": redis_url, "BRIDGE_STORES_FILE": str(path), "SHOPIFY_API_SECRET": "sandbox-secret",
+            "BRIDGE_RETRY_BASE_DELAY": "0", "BRIDGE_RETRY_MAX_DELAY": "0", "BRIDGE_WAIT_DELAY": "0.05",
+            "BRIDGE_LOG_LEVEL": "WARNING"}
+
+
+def context_from_env(env: dict[str, str], connection: Redis) -> Any:
+    """The worker context `bridge` builds from ``env`` (its BRIDGE_* settings and stores file)."""
+    from config.stores import load_stores_file
+    from workers.context import WorkerContext
+
+    settings = Settings(_env_file=None, **{k.removeprefix("BRIDGE_").lower(): v for k, v in env.items()  # type: ignore[call-arg]
+                                           if k.startswith("BRIDGE_")}, REDIS_URL=env["REDIS_URL"])
+    return WorkerContext.build(settings, load_stores_file(Path(env["BRIDGE_STORES_FILE"]), env), connection)
+
+
+def deliver_woo(ctx: Any, case: str = "processing", topic: str = "order.created") -> None:
+    """Post a WooCommerce fixture to coffee-woo's webhook, signed, through the real intake."""
+    client = create_app(ctx.settings, ctx.stores, ctx.connection).test_client()
+    body = fixture_bytes("woocommerce", case)
+    answer = client.post("/webhooks/woocommerce/coffee-woo", data=body, headers=webhook_headers("woocommerce", body, topic))
+    assert answer.status_code in (200, 202), answer.text
+
+
 def fixture_bytes(platform: str, case: str) -> bytes:
     """A fixture body exactly as stored (the bytes a shop would send)."""
     path = FIXTURES / platform / case

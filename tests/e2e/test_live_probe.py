@@ -18,29 +18,17 @@ import requests
 from click.testing import CliRunner, Result
 from redis import Redis
 
-from bridge.app import create_app
 from bridge.cli import main
 from bridge.embedded_redis import free_port
 from bridge.sandbox import FailRule, SandboxConfig, SandboxServer
-from config.settings import Settings
-from config.stores import load_stores_file
-from tests.conftest import WOO_SECRETS, fixture_bytes, run_jobs, webhook_headers
+from tests.conftest import context_from_env, run_jobs, sandbox_stores_env
+from tests.conftest import deliver_woo as deliver
 from workers import context
 from workers.context import WorkerContext
 from workers.probe.observed import Observations
 
 pytestmark = pytest.mark.e2e
 DEMO = "demo1@loyalty.lt"
-STORES_TOML = """
-[stores.coffee-woo]
-platform = "woocommerce"
-webhook_secrets = ["{secret}"]
-api_key = "lty_sandbox_demo"
-api_secret = "sandbox-secret"
-reference_format = "WC-{{number}}"
-api_url = "{url}"
-rate_limit_per_minute = {per_minute}
-"""
 # Jobs run right after a probe: a limit that neither paces them beyond run_jobs' horizon nor refuses them.
 FAST = 600
 STEPS = ["credentials", "award", "award again", "award listed", "take back", "deduction listed", "balance",
@@ -48,17 +36,8 @@ STEPS = ["credentials", "award", "award again", "award listed", "take back", "de
 
 
 def stores_env(tmp_path: Path, redis_url: str, sandbox_url: str, per_minute: int = 60) -> dict[str, str]:
-    path = tmp_path / "stores.toml"
-    path.write_text(STORES_TOML.format(secret=WOO_SECRETS[0], url=sandbox_url, per_minute=per_minute))
-    return {"REDIS_URL": redis_url, "BRIDGE_STORES_FILE": str(path), "BRIDGE_RETRY_BASE_DELAY": "0",
-            "BRIDGE_RETRY_MAX_DELAY": "0", "BRIDGE_WAIT_DELAY": "0.05", "BRIDGE_LOG_LEVEL": "WARNING",
-            "BRIDGE_API_READ_TIMEOUT": "0.5"}
-
-
-def context_for(env: dict[str, str], connection: Redis) -> WorkerContext:
-    settings = Settings(_env_file=None, **{k.removeprefix("BRIDGE_").lower(): v for k, v in env.items()  # type: ignore[call-arg]
-                                           if k.startswith("BRIDGE_")}, REDIS_URL=env["REDIS_URL"])
-    return WorkerContext.build(settings, load_stores_file(Path(env["BRIDGE_STORES_FILE"]), env), connection)
+    env = sandbox_stores_env(tmp_path / "stores.toml", redis_url, sandbox_url, f"rate_limit_per_minute = {per_minute}")
+    return {**env, "BRIDGE_API_READ_TIMEOUT": "0.5"}
 
 
 def cli(env: dict[str, str], *args: str) -> Result:
@@ -76,13 +55,6 @@ def probe(env: dict[str, str]) -> dict[str, Any]:
 
 def differs(report: dict[str, Any]) -> dict[str, str]:
     return {s["name"]: s["differs"] for s in report["steps"] if s["differs"]}
-
-
-def deliver(ctx: WorkerContext, case: str, topic: str = "order.updated") -> None:
-    client = create_app(ctx.settings, ctx.stores, ctx.connection).test_client()
-    body = fixture_bytes("woocommerce", case)
-    answer = client.post("/webhooks/woocommerce/coffee-woo", data=body, headers=webhook_headers("woocommerce", body, topic))
-    assert answer.status_code in (200, 202), answer.text
 
 
 @pytest.fixture
@@ -123,8 +95,8 @@ def test_the_probe_passes_in_each_variant_says_what_differs_and_leaves_the_card_
     assert purchase["metadata"]["note"] == "loyalty-bridge probe"
 
     kept = Observations(redis_conn).get(sandbox.url)
-    assert kept is not None and kept.passed and kept == context_for(env, redis_conn).observed(
-        context_for(env, redis_conn).stores["coffee-woo"])
+    assert kept is not None and kept.passed and kept == context_from_env(env, redis_conn).observed(
+        context_from_env(env, redis_conn).stores["coffee-woo"])
     if variant == "strict deduct":
         assert kept.deduct_body == "sdk"
         assert {"order_id", "refund_id", "meta_data"} <= set(kept.refused_fields)
@@ -147,10 +119,10 @@ def test_a_refused_full_body_is_what_a_real_refund_job_then_avoids(tmp_path: Pat
                                                                   installed: list[WorkerContext]) -> None:
     with SandboxServer(SandboxConfig(strict_deduct=True, rate_limit_per_minute=FAST)) as sandbox:
         env = stores_env(tmp_path, redis_url, sandbox.url, FAST)
-        ctx = context_for(env, redis_conn)
+        ctx = context_from_env(env, redis_conn)
         context.install(ctx)
         deliver(ctx, "processing", "order.created")
-        deliver(ctx, "partial_refund")
+        deliver(ctx, "partial_refund", "order.updated")
         run_jobs(ctx)
         # Before any probe: the full body, refused, and the job fails with the API's reason.
         failed = cli(env, "failed", "--json")
@@ -174,14 +146,14 @@ def test_recovery_looks_for_a_lost_deduction_where_the_probe_saw_it(listing: str
     with SandboxServer(SandboxConfig(deduction_listing=listing, rate_limit_per_minute=FAST)) as sandbox:
         env = stores_env(tmp_path, redis_url, sandbox.url, FAST)
         probe(env)
-        ctx = context_for(env, redis_conn)
+        ctx = context_from_env(env, redis_conn)
         context.install(ctx)
         deliver(ctx, "processing", "order.created")
         run_jobs(ctx)
         # The deduction lands, but its answer comes only after the worker gave up (read timeout 0.5 s).
         sandbox.sandbox.configure(sandbox.sandbox.config.model_copy(
             update={"slow_commit_rate": 1.0, "slow_commit_seconds": 0, "timeout_seconds": 1.0}))
-        deliver(ctx, "partial_refund")
+        deliver(ctx, "partial_refund", "order.updated")
         run_jobs(ctx)
         asked = [r["query"] for r in sandbox.sandbox.state.recent_requests()
                  if r["endpoint"] == "GET /{locale}/shop/transactions" and r["query"].get("type") == "refund"

@@ -21,28 +21,10 @@ from werkzeug.serving import make_server
 from bridge.app import create_app
 from bridge.cli import main
 from bridge.sandbox import FailRule, SandboxConfig, SandboxServer
-from config.settings import Settings
-from config.stores import load_stores_file
-from tests.conftest import WOO_SECRETS, fixture_bytes, run_jobs, webhook_headers
+from tests.conftest import context_from_env, run_jobs, sandbox_stores_env
+from tests.conftest import deliver_woo as deliver
 from workers import context
 from workers.context import WorkerContext
-
-STORES_TOML = """
-[stores.coffee-woo]
-platform = "woocommerce"
-webhook_secrets = ["{secret}"]
-api_key = "lty_sandbox_demo"
-api_secret = "sandbox-secret"
-api_url = "{url}"
-
-[stores.coffee-shopify]
-platform = "shopify"
-webhook_secrets = ["shopify-secret"]
-api_key = "lty_sandbox_demo"
-api_secret = "${{SHOPIFY_API_SECRET}}"
-locale = "lt"
-api_url = "{url}"
-"""
 
 
 @pytest.fixture
@@ -53,19 +35,12 @@ def sandbox() -> Iterator[SandboxServer]:
 
 @pytest.fixture
 def env(tmp_path: Path, redis_url: str, sandbox: SandboxServer) -> dict[str, str]:
-    path = tmp_path / "stores.toml"
-    path.write_text(STORES_TOML.format(secret=WOO_SECRETS[0], url=sandbox.url))
-    return {"REDIS_URL": redis_url, "BRIDGE_STORES_FILE": str(path), "SHOPIFY_API_SECRET": "sandbox-secret",
-            "BRIDGE_RETRY_BASE_DELAY": "0", "BRIDGE_RETRY_MAX_DELAY": "0", "BRIDGE_WAIT_DELAY": "0.05",
-            "BRIDGE_LOG_LEVEL": "WARNING"}
+    return sandbox_stores_env(tmp_path / "stores.toml", redis_url, sandbox.url)
 
 
 @pytest.fixture
 def ctx(env: dict[str, str], redis_conn: Redis) -> Iterator[WorkerContext]:
-    settings = Settings(_env_file=None, **{k.removeprefix("BRIDGE_").lower(): v for k, v in env.items()
-                                           if k.startswith("BRIDGE_")}, REDIS_URL=env["REDIS_URL"])
-    stores = load_stores_file(Path(env["BRIDGE_STORES_FILE"]), env)
-    built = WorkerContext.build(settings, stores, redis_conn)
+    built = context_from_env(env, redis_conn)
     context.install(built)
     yield built
     context.install(None)
@@ -73,14 +48,6 @@ def ctx(env: dict[str, str], redis_conn: Redis) -> Iterator[WorkerContext]:
 
 def cli(env: dict[str, str], *args: str) -> Result:
     return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
-
-
-def deliver(ctx: WorkerContext, case: str = "processing", topic: str = "order.created") -> None:
-    client = create_app(ctx.settings, ctx.stores, ctx.connection).test_client()
-    body = fixture_bytes("woocommerce", case)
-    resp = client.post("/webhooks/woocommerce/coffee-woo", data=body,
-                       headers=webhook_headers("woocommerce", body, topic))
-    assert resp.status_code in (200, 202)
 
 
 def force_422(sandbox: SandboxServer, order_id: str = "WC-4210") -> None:
