@@ -147,6 +147,7 @@ class Probe:
     # --- the steps ---------------------------------------------------------------------------------
 
     def credentials(self) -> None:
+        """POST validate-credentials answers that the key pair is valid."""
         assumed = "the store's key pair is valid here (POST validate-credentials)"
         try:
             info = self._patiently(self.client.validate_credentials)
@@ -159,6 +160,7 @@ class Probe:
         self._step("credentials", assumed, f"valid: {who}, environment {info.environment or '?'}", True)
 
     def award(self) -> None:
+        """The probe order, awarded by the paid job's own function; the card's balance right after."""
         assumed = (f"POST transactions/create awards a new order_id ({self.reference}, {self.amount} EUR, "
                    f"{self.email}) and answers with the card, as a paid order's job makes it")
         try:
@@ -181,6 +183,7 @@ class Probe:
                                      f"{card}{number}){holds}", True)
 
     def award_again(self) -> None:
+        """The same create call again: Loyalty.lt must refuse it with 409."""
         assumed = "the same order_id sent again is refused: 409 RESOURCE_ALREADY_EXISTS (awards are deduplicated)"
         request = award.create_request(self.order, self.store)
         try:
@@ -197,6 +200,7 @@ class Probe:
                    "Loyalty.lt does not refuse a second award of one order_id")
 
     def award_listed(self) -> None:
+        """The award in the list under its reference, looked for as a 409 does (looking again on a slow list)."""
         assumed = (f"the award is listed under its order reference (GET transactions?reference_number="
                    f"{self.reference}), where a 409 and crash recovery look for it")
         made = self._award()
@@ -216,6 +220,7 @@ class Probe:
                    same, f"the list shows a change only {waited:.1f} s after it" if waited else None)
 
     def take_back(self) -> None:
+        """Every point back, by a full refund's own function; once more with the SDKs' body if refused."""
         assumed = f"POST transactions/deduct-points takes the full body ({FULL_BODY}), as a full refund's job sends it"
         refund = Refund(store=self.store.id, platform=self.store.platform, order_id=self.reference,
                         reference=self.reference, refund_id=REFUND_ID, amount=self.amount, currency="EUR",
@@ -254,6 +259,7 @@ class Probe:
             raise Stop
 
     def deduction_listed(self) -> None:
+        """The deduction in the list, looked for as crash recovery does: where it is filed, what names it."""
         assumed = ("crash recovery finds the deduction in the list (its own matching: under the order's reference, "
                    "else among the card's deductions; named by metadata, description or reference)")
         made = self._award()
@@ -295,6 +301,7 @@ class Probe:
                    "looks for them there")
 
     def balance(self) -> None:
+        """The card's balance moved by what was awarded minus what was taken back."""
         assumed = ("the card's balance (GET loyalty-cards/balance?card_id=) moved by exactly what was awarded minus "
                    "what was taken back")
         made = self._award()
@@ -315,6 +322,7 @@ class Probe:
                                        f"{now} after taking back {self.deducted}: {where_}", moved == expected)
 
     def rate_limit(self) -> None:
+        """The X-RateLimit-* headers of the last answer, against the store's rate_limit_per_minute."""
         per_minute = self.store.rate_limit_per_minute
         assumed = (f"answers carry X-RateLimit-Limit/Remaining/Reset, and the limit is at least the store's "
                    f"rate_limit_per_minute ({per_minute})")
