@@ -173,12 +173,14 @@ def dev(state: CliState, host: str, port: int, sandbox_port: int, force_sandbox:
 @click.option("--api-key", default="lty_sandbox_demo", show_default=True)
 @click.option("--api-secret", default="sandbox-secret", show_default=True)
 @click.option("--strict-deduct", is_flag=True, envvar="BRIDGE_SANDBOX_STRICT_DEDUCT",
-              help="Refuse deduct-points fields other than those Loyalty.lt's own clients sent (422, Laravel-style errors).")
+              help="Refuse deduct-points fields other than those Loyalty.lt's own clients sent "
+                   "(422, Laravel-style errors).")
 @click.option("--deduction-listing", type=click.Choice(["bridge", "docs"]), default="bridge", show_default=True,
               envvar="BRIDGE_SANDBOX_DEDUCTION_LISTING",
               help="List a deduction under the order's reference with the metadata sent (bridge), or under its own "
                    "reference (REFUND-…) with metadata of its own, as the docs' example (docs).")
-@click.option("--list-lag", default=0.0, show_default=True, type=click.FloatRange(min=0), envvar="BRIDGE_SANDBOX_LIST_LAG",
+@click.option("--list-lag", default=0.0, show_default=True, type=click.FloatRange(min=0),
+              envvar="BRIDGE_SANDBOX_LIST_LAG",
               help="A slow list: changes show in the transaction list only this many seconds later.")
 def sandbox(host: str, port: int, latency_ms: int, error_rate: float, timeout_rate: float, rate_limit: int,
             api_key: str, api_secret: str, strict_deduct: bool, deduction_listing: Literal["bridge", "docs"],
@@ -272,8 +274,8 @@ def check(state: CliState, store_id: str | None, live: bool, email: str, amount:
         if store_id is None:
             raise click.UsageError("--live probes one store: bridge check <store> --live")
         _pick_stores(state, store_id)
-        run_live(_context(state), state.stores[store_id], email=email, amount=Decimal(str(amount)).quantize(Decimal("0.01")),
-                 real_points=real_points, as_json=as_json)
+        run_live(_context(state), state.stores[store_id], email=email,
+                 amount=Decimal(str(amount)).quantize(Decimal("0.01")), real_points=real_points, as_json=as_json)
         return
     from config.stores import Stores
 

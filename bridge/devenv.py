@@ -230,8 +230,8 @@ def run_dev(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, sa
         echo("Try          bridge send-test demo-woo   (in another terminal), then bridge status <reference>")
         if sandbox is not None:
             probed = next(iter(stores))
-            echo(f"Probe        bridge check {probed} --live   (every Loyalty.lt call on the sandbox: a probe order awarded, "
-                 "taken back, found in the list; run it against staging before going live)")
+            echo(f"Probe        bridge check {probed} --live   (every Loyalty.lt call on the sandbox: a probe order "
+                 "awarded, taken back, found in the list; run it against staging before going live)")
         if shops is not None:
             echo("Lost         bridge send-test demo-woo --lost   (no webhook: the sync awards it within "
                  f"{settings.shop_sync_interval} s)")
