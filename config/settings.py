@@ -31,6 +31,14 @@ class Settings(BaseSettings):
     # How long a shop is told to wait when Redis is down (the shop retries; nothing is lost).
     unavailable_retry_after: int = Field(default=30, ge=1)
 
+    # Replication (issue #20): with N > 0, a webhook is acknowledged, and a worker goes on past a
+    # ledger write that matters (the in-flight mark before a Loyalty.lt call, the outcome after it),
+    # only once Redis's WAIT says N replicas hold it; otherwise 503 / the job retries. 0: Redis's
+    # asynchronous replication as it is (a failover can lose the last writes before it).
+    redis_min_replicas: int = Field(default=0, ge=0)
+    # How long WAIT waits for those replicas (ms); below the intake's 2 s Redis timeout.
+    redis_wait_timeout: int = Field(default=500, ge=1, le=1900)
+
     # Queue and job lifetimes. Kept payloads (in the job) expire with the job.
     queue_name: str = "loyalty"
     payload_retention: int = Field(default=30 * DAY, ge=60)

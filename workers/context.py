@@ -23,6 +23,7 @@ from workers.loyalty.client import OnResponse
 from workers.metrics import observe_api
 from workers.probe.observed import ApiObservations, Observations
 from workers.ratelimit import ApiRateLimiter, rate_limited
+from workers.replication import Replication
 from workers.retrying import RetryPolicy
 
 @dataclass
@@ -49,7 +50,7 @@ class WorkerContext:
         return cls(
             settings=settings, stores=stores, connection=connection,
             ledger=Ledger(connection, retention=settings.ledger_retention,
-                          lock_timeout=settings.job_timeout + 5),
+                          lock_timeout=settings.job_timeout + 5, replication=Replication.of(settings)),
             events=EventQueue(connection, settings), retry_policy=RetryPolicy(settings),
             rate_limiter=ApiRateLimiter(connection, settings.rate_limit_window, settings.rate_limit_margin,
                                         probe_lease=settings.api_connect_timeout + settings.api_read_timeout),

@@ -33,6 +33,7 @@ from config.settings import Settings
 from workers.events import Event
 from workers.group_commit import GroupCommit
 from workers.job_template import JobTemplate
+from workers.replication import Replication
 from workers.retrying import RetryPolicy
 
 logger = logging.getLogger("workers.event_queue")
@@ -146,7 +147,8 @@ class EventQueue:
                                 origin=self.queue.name)
         self._own_fields = [self.jobs.static[name] for name in PER_PROCESS_FIELDS]
         # The submits of the requests in flight in this process share round trips.
-        self._commit = GroupCommit(connection)
+        # With BRIDGE_REDIS_MIN_REPLICAS, a submit counts only once replicas hold it (one WAIT a batch).
+        self._commit = GroupCommit(connection, Replication.of(settings))
         self._submit = self._commit.register(_submit_script(self.jobs.static, self.retention, self.index_retention))
         self._redelivery = self._commit.register(_redelivery_script(self.retention))
         # Job ids this process queued or saw as duplicates: a redelivery of one skips building the

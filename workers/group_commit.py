@@ -18,6 +18,12 @@ reply that was read stands. Nothing is retried after a reply could have been los
 connection found closed (a restarted Redis), where the scripts' own dedupe makes a second run
 harmless.
 
+With a required number of replicas (:mod:`workers.replication`), the pipeline ends with one
+``WAIT``, which covers every script in it: a call whose script ran but whose WAIT fell short (or
+could not be read) fails with :class:`~workers.replication.NotReplicated`, so its webhook is
+answered 503 and the shop sends it again. The WAIT travels in the same packet as the scripts, so
+the batch stays one round trip; its answer comes once the replicas have the writes.
+
 The connection is this process's alone, made from the client's pool settings (TLS, timeouts,
 health checks) and made again after a fork, so no pool is taken and released per webhook.
 """
@@ -36,6 +42,8 @@ from redis.backoff import NoBackoff
 from redis.connection import AbstractConnection
 from redis.exceptions import ConnectionError, NoScriptError, RedisError, ResponseError
 from redis.retry import Retry
+
+from workers.replication import NotReplicated, Replication
 
 Command = Sequence[bytes | str | int | float]
 _UNREAD = object()
@@ -70,7 +78,8 @@ class _Call:
 class GroupCommit:
     """Runs registered Lua scripts, batching the calls that are in flight at the same time."""
 
-    def __init__(self, connection: Redis) -> None:
+    def __init__(self, connection: Redis, replication: Replication | None = None) -> None:
+        self._replication = replication or Replication()
         pool = connection.connection_pool
         self._connection_class = pool.connection_class
         # No retries with backoff inside redis-py: a webhook waits for this, and Shopify gives up
@@ -166,9 +175,12 @@ class GroupCommit:
                 raise
 
     def _exchange(self, batch: list[_Call]) -> list[_Call]:
-        """One round trip for the batch; returns the calls Redis answered NOSCRIPT."""
+        """One round trip for the batch (and its WAIT); returns the calls Redis answered NOSCRIPT."""
         connection = self._open()
-        connection.send_packed_command(connection.pack_commands([call.command for call in batch]))
+        commands = [call.command for call in batch]
+        if self._replication.required:
+            commands.append(self._replication.command)
+        connection.send_packed_command(connection.pack_commands(commands))
         missing = []
         for call in batch:
             try:
@@ -178,7 +190,20 @@ class GroupCommit:
                 missing.append(call)
             except ResponseError as exc:
                 call.error = exc
+        if self._replication.required:
+            self._confirm(connection, [call for call in batch if call.error is None])
         return missing
+
+    def _confirm(self, connection: AbstractConnection, ran: list[_Call]) -> None:
+        """Read the batch's WAIT: the calls whose scripts ran stand only if it reached the replicas."""
+        try:
+            self._replication.check(connection.read_response())
+        except BaseException as exc:
+            failure = exc if isinstance(exc, NotReplicated) else NotReplicated(f"WAIT unanswered: {exc!r}")
+            for call in ran:
+                call.reply, call.error = _UNREAD, failure
+            if not isinstance(exc, NotReplicated):
+                raise   # the connection is in an unknown state: dropped by the caller
 
     def _open(self) -> AbstractConnection:
         """This process's connection, connected (kept only while it works)."""

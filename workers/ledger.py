@@ -20,6 +20,11 @@ One Redis hash per (store, reference). Its fields, each a small JSON document:
   it landed before anything else is decided (:mod:`workers.recovery`). Each mark carries the token
   of the attempt that set it, and only that attempt may take it back unresolved.
 
+With a required number of replicas (``BRIDGE_REDIS_MIN_REPLICAS``, :mod:`workers.replication`), an
+in-flight mark and a recorded award or refund count only once Redis's WAIT says the replicas hold
+them: the mark before its call leaves (not replicated: taken back, and the job retries without
+calling), the outcome before the job goes on (not replicated: the job retries and finds it).
+
 Entries keep no customer email or name. Awards are also indexed by time per store, for reconcile,
 and pending awards by due time, for metrics and ``bridge status``.
 """
@@ -35,9 +40,11 @@ from decimal import Decimal
 
 from pydantic import BaseModel
 from redis import Redis
+from redis.client import Pipeline
 from redis.lock import Lock
 
 from workers.orders import Refund
+from workers.replication import NotReplicated, Replication
 
 KEY_PREFIX = "lb:"
 AWARD = "award"
@@ -205,10 +212,12 @@ class LedgerRecord(BaseModel):
 class Ledger:
     """Reads and writes ledger records; the only owner of the ``lb:ledger:*`` keys."""
 
-    def __init__(self, connection: Redis, retention: int, lock_timeout: int = 300) -> None:
+    def __init__(self, connection: Redis, retention: int, lock_timeout: int = 300,
+                 replication: Replication | None = None) -> None:
         self.connection = connection
         self.retention = retention
         self.lock_timeout = lock_timeout
+        self.replication = replication or Replication()
         self._clear_own_mark = connection.register_script(_CLEAR_OWN_MARK)
 
     @staticmethod
@@ -258,14 +267,25 @@ class Ledger:
         return record
 
     def _write(self, store: str, reference: str, set_fields: dict[str, BaseModel],
-               delete: tuple[str, ...] = ()) -> None:
+               delete: tuple[str, ...] = (), replicated: bool = False) -> None:
+        """Write fields of an order's hash; with ``replicated``, raise :class:`NotReplicated` unless
+        the required replicas confirm it (WAIT in the same pipeline: no extra round trip)."""
         key = self.key(store, reference)
         with self.connection.pipeline() as pipe:
             if delete:
                 pipe.hdel(key, *delete)
             pipe.hset(key, mapping={k: v.model_dump_json() for k, v in set_fields.items()})
             pipe.expire(key, self.retention)
-            pipe.execute()
+            self._execute(pipe, replicated)
+
+    def _execute(self, pipe: Pipeline, replicated: bool) -> None:
+        """Run the pipeline, ending it with WAIT when the write must be replicated."""
+        wait = replicated and self.replication.required
+        if wait:
+            pipe.execute_command(*self.replication.command)
+        replies = pipe.execute()
+        if wait:
+            self.replication.check(replies[-1])
 
     def mark_in_flight(self, store: str, reference: str, op: str, job_id: str | None, *,
                        award: Award | None = None, deduction: AppliedRefund | None = None,
@@ -275,7 +295,13 @@ class Ledger:
         token = uuid.uuid4().hex
         mark = InFlight(at=utcnow(), job_id=job_id, token=token, award=award, deduction=deduction,
                         absorbs=absorbs or [])
-        self._write(store, reference, {INFLIGHT_PREFIX + op: mark})
+        try:
+            self._write(store, reference, {INFLIGHT_PREFIX + op: mark}, replicated=True)
+        except NotReplicated:
+            # The call will not be made, so the mark goes (one left behind by a failover costs a
+            # look in Loyalty.lt's list, which finds nothing, and the call is made after the settle time).
+            self.clear_in_flight(store, reference, op, token)
+            raise
         return token
 
     def clear_in_flight(self, store: str, reference: str, op: str, token: str | None) -> bool:
@@ -303,7 +329,8 @@ class Ledger:
             pipe.zadd(self.awards_key(store), {reference: at})
             pipe.zremrangebyscore(self.awards_key(store), 0, at - self.retention)
             pipe.zrem(self.due_key(store), reference)
-            pipe.execute()
+            # The last write: its WAIT covers the award's fields written just before.
+            self._execute(pipe, replicated=True)
 
     def record_due(self, store: str, reference: str, due: DueAward) -> None:
         """The order's award is held back until ``due.due_at``."""
@@ -323,7 +350,7 @@ class Ledger:
         and any failure."""
         op = REFUND_PREFIX + refund_id
         self._write(store, reference, {op: applied},
-                    delete=(INFLIGHT_PREFIX + op, PENDING_PREFIX + refund_id, FAILED))
+                    delete=(INFLIGHT_PREFIX + op, PENDING_PREFIX + refund_id, FAILED), replicated=True)
 
     def record_pending(self, store: str, reference: str, refund_id: str, pending: PendingRefund) -> None:
         """A refund came before the order's award: keep it until the award applies it."""

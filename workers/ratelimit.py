@@ -112,12 +112,13 @@ class ApiRateLimiter:
         # How long the probe's call may take (the client's timeouts): past it another job probes.
         self.probe_lease = probe_lease
         self._connection = connection
-        kwargs = connection.connection_pool.connection_kwargs
-        scheme = "rediss" if connection.connection_pool.connection_class.__name__ == "SSLConnection" else "redis"
-        # limits builds its client from a URI; handing it our pool reuses our connections and TLS settings.
-        uri = f"{scheme}://{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
+        # Our pool, not a URI: the windows share our connections, TLS and Sentinel (a
+        # SentinelConnectionPool follows the primary; given a pool, limits reads from the URI only
+        # which client library to use). Not limits' own RedisSentinelStorage: it builds a Sentinel of
+        # its own, reads the windows from replicas, which lag (a count read short is a 429), and
+        # gives the Redis password to the sentinels.
         self._limiter = MovingWindowRateLimiter(
-            RedisStorage(uri, connection_pool=connection.connection_pool, key_prefix=KEY_PREFIX))
+            RedisStorage("redis://", connection_pool=connection.connection_pool, key_prefix=KEY_PREFIX))
         self._next_turn = connection.register_script(_NEXT_TURN)
         self._pause = connection.register_script(_PAUSE)
         self._paused = connection.register_script(_PAUSED)

@@ -1,0 +1,66 @@
+"""Writes that must survive a failover: Redis's ``WAIT`` after them, on the connection that made them.
+
+Redis replicates asynchronously: a write the primary answered can be gone once a replica is promoted
+in its place. With ``BRIDGE_REDIS_MIN_REPLICAS`` = N > 0, the writes whose loss would do harm are
+followed by ``WAIT N timeout`` and count only once N replicas hold them:
+
+- the intake's submits (:mod:`workers.group_commit`): a webhook answered 2xx is one the shop never
+  sends again, so it is acknowledged only once replicated (otherwise 503, and the shop retries);
+- a job's in-flight mark, before its Loyalty.lt call leaves (:mod:`workers.ledger`): with the mark on
+  a replica, a promoted replica still knows the call may have landed and looks for it in Loyalty.lt
+  instead of calling again (a deduction repeated is points taken twice); not replicated, the call is
+  not made and the job retries;
+- the outcome recorded after the call: the job reports success only once the ledger entry is
+  replicated; otherwise it retries, and finds the entry (or, after a failover, the mark).
+
+Everything else a job writes needs no WAIT: replication keeps the primary's order, so whatever a
+replica holds, it also holds every write made before it, and a job whose later writes were lost runs
+again and repeats them (it is idempotent). WAIT counts the replicas that acknowledged this
+connection's last write, and every write before it on any connection: it must follow the write on
+the same connection (in the same pipeline), never be sent on another one taken from a pool. Redis
+refuses WAIT inside Lua, so it follows the scripts rather than being part of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from config.settings import Settings
+
+
+class NotReplicated(RedisError):
+    """Fewer replicas than required confirmed a write in time: it may not survive a failover.
+
+    A RedisError, so the intake answers 503 and a job retries, as when Redis is unavailable.
+    """
+
+
+@dataclass(frozen=True)
+class Replication:
+    """How many replicas must hold a write before it counts, and how long to wait for them (ms)."""
+
+    replicas: int = 0
+    timeout_ms: int = 500
+
+    @classmethod
+    def of(cls, settings: Settings) -> Replication:
+        """The process's setting (``BRIDGE_REDIS_MIN_REPLICAS``, ``BRIDGE_REDIS_WAIT_TIMEOUT``)."""
+        return cls(settings.redis_min_replicas, settings.redis_wait_timeout)
+
+    @property
+    def required(self) -> bool:
+        return self.replicas > 0
+
+    @property
+    def command(self) -> tuple[str, int, int]:
+        """The WAIT to send after the writes, on their connection."""
+        return ("WAIT", self.replicas, self.timeout_ms)
+
+    def check(self, acknowledged: Any) -> None:
+        """Raise :class:`NotReplicated` unless WAIT's answer reaches the required replicas."""
+        if not isinstance(acknowledged, int) or acknowledged < self.replicas:
+            raise NotReplicated(f"{acknowledged} of {self.replicas} required Redis replicas confirmed the write "
+                                f"within {self.timeout_ms} ms")
