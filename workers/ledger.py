@@ -33,18 +33,17 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 
 from pydantic import BaseModel
 from redis import Redis
-from redis.client import Pipeline
 from redis.lock import Lock
 
 from workers.orders import Refund
-from workers.replication import NotReplicated, Replication
+from workers.replication import Command, NotReplicated, Replication
 
 KEY_PREFIX = "lb:"
 AWARD = "award"
@@ -267,25 +266,21 @@ class Ledger:
         return record
 
     def _write(self, store: str, reference: str, set_fields: dict[str, BaseModel],
-               delete: tuple[str, ...] = (), replicated: bool = False) -> None:
-        """Write fields of an order's hash; with ``replicated``, raise :class:`NotReplicated` unless
-        the required replicas confirm it (WAIT in the same pipeline: no extra round trip)."""
+               delete: tuple[str, ...] = (), replicated: bool = False,
+               also: Sequence[Command] = ()) -> None:
+        """Write fields of an order's hash (and ``also`` these commands) in one transaction; with
+        ``replicated``, raise :class:`NotReplicated` unless the required replicas confirm it."""
         key = self.key(store, reference)
+        commands: list[Command] = [("HDEL", key, *delete)] if delete else []
+        commands += [("HSET", key, *(x for k, v in set_fields.items() for x in (k, v.model_dump_json()))),
+                     ("EXPIRE", key, self.retention), *also]
+        if replicated and self.replication.required:
+            self.replication.transaction(self.connection, commands)
+            return
         with self.connection.pipeline() as pipe:
-            if delete:
-                pipe.hdel(key, *delete)
-            pipe.hset(key, mapping={k: v.model_dump_json() for k, v in set_fields.items()})
-            pipe.expire(key, self.retention)
-            self._execute(pipe, replicated)
-
-    def _execute(self, pipe: Pipeline, replicated: bool) -> None:
-        """Run the pipeline, ending it with WAIT when the write must be replicated."""
-        wait = replicated and self.replication.required
-        if wait:
-            pipe.execute_command(*self.replication.command)
-        replies = pipe.execute()
-        if wait:
-            self.replication.check(replies[-1])
+            for command in commands:
+                pipe.execute_command(*command)
+            pipe.execute()
 
     def mark_in_flight(self, store: str, reference: str, op: str, job_id: str | None, *,
                        award: Award | None = None, deduction: AppliedRefund | None = None,
@@ -322,15 +317,13 @@ class Ledger:
         """
         absorbed = absorbed or {}
         fields: dict[str, BaseModel] = {AWARD: award, **{REFUND_PREFIX + rid: a for rid, a in absorbed.items()}}
-        self._write(store, reference, fields, delete=(INFLIGHT_PREFIX + AWARD, DUE, SKIPPED, FAILED,
-                                                      *(PENDING_PREFIX + rid for rid in absorbed)))
         at = datetime.fromisoformat(award.at).timestamp()
-        with self.connection.pipeline() as pipe:
-            pipe.zadd(self.awards_key(store), {reference: at})
-            pipe.zremrangebyscore(self.awards_key(store), 0, at - self.retention)
-            pipe.zrem(self.due_key(store), reference)
-            # The last write: its WAIT covers the award's fields written just before.
-            self._execute(pipe, replicated=True)
+        index: list[Command] = [("ZADD", self.awards_key(store), at, reference),
+                                ("ZREMRANGEBYSCORE", self.awards_key(store), 0, at - self.retention),
+                                ("ZREM", self.due_key(store), reference)]
+        self._write(store, reference, fields, delete=(INFLIGHT_PREFIX + AWARD, DUE, SKIPPED, FAILED,
+                                                      *(PENDING_PREFIX + rid for rid in absorbed)),
+                    replicated=True, also=index)
 
     def record_due(self, store: str, reference: str, due: DueAward) -> None:
         """The order's award is held back until ``due.due_at``."""

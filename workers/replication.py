@@ -17,18 +17,24 @@ Everything else a job writes needs no WAIT: replication keeps the primary's orde
 replica holds, it also holds every write made before it, and a job whose later writes were lost runs
 again and repeats them (it is idempotent). WAIT counts the replicas that acknowledged this
 connection's last write, and every write before it on any connection: it must follow the write on
-the same connection (in the same pipeline), never be sent on another one taken from a pool. Redis
-refuses WAIT inside Lua, so it follows the scripts rather than being part of them.
+the same connection (in the same round trip here), never be sent on another one taken from a pool.
+Redis refuses WAIT inside Lua, and inside MULTI answers it at once without waiting, so it follows
+the scripts and the transactions rather than being part of them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from redis import Redis
 from redis.exceptions import RedisError
 
 from config.settings import Settings
+
+
+Command = Sequence[bytes | str | int | float]
 
 
 class NotReplicated(RedisError):
@@ -58,6 +64,32 @@ class Replication:
     def command(self) -> tuple[str, int, int]:
         """The WAIT to send after the writes, on their connection."""
         return ("WAIT", self.replicas, self.timeout_ms)
+
+    def transaction(self, connection: Redis, commands: Sequence[Command]) -> list[Any]:
+        """Run ``commands`` atomically, then WAIT: MULTI … EXEC and WAIT in one round trip on one
+        connection of ``connection``'s pool; the commands' raw replies, once the replicas confirm them.
+
+        (Not a redis-py pipeline: a transactional one puts WAIT inside MULTI, where Redis answers at
+        once without waiting, and a plain one cannot hold MULTI, its replies being parsed as they come.)
+        Raises :class:`NotReplicated` when too few confirm, and what redis-py raises otherwise.
+        """
+        pool = connection.connection_pool
+        conn = pool.get_connection()
+        try:
+            conn.send_packed_command(conn.pack_commands([("MULTI",), *commands, ("EXEC",), self.command]))
+            for _ in range(len(commands) + 1):   # OK, then QUEUED for each command
+                conn.read_response()
+            replies = conn.read_response()
+            acknowledged = conn.read_response()
+        except BaseException:
+            conn.disconnect()   # replies may be left unread
+            raise
+        finally:
+            pool.release(conn)
+        if failed := next((r for r in replies if isinstance(r, Exception)), None):
+            raise failed
+        self.check(acknowledged)
+        return list(replies)
 
     def check(self, acknowledged: Any) -> None:
         """Raise :class:`NotReplicated` unless WAIT's answer reaches the required replicas."""

@@ -1,0 +1,117 @@
+"""BRIDGE_REDIS_MIN_REPLICAS against a real primary, a replica and a sentinel (the bridge reaches them
+through its ``redis+sentinel://`` URL): nothing is acknowledged, and no Loyalty.lt call is made, before
+the replicas hold what it depends on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from redis import Redis
+from rq.job import Job
+from rq.scheduler import RQScheduler
+
+from bridge.app import create_app
+from config.settings import Settings
+from tests.conftest import FakeApi, Replicated, fixture_bytes, make_stores, run_jobs, webhook_headers
+from workers import context
+from workers.connection import connect
+from workers.context import WorkerContext
+from workers.ledger import Ledger
+
+JOB = "paid-coffee-woo-4210"
+
+
+def bridge_settings(replicated: Replicated, tmp_path: Path, min_replicas: int) -> Settings:
+    # Retries a second apart: a job that must retry is not run again in the same burst.
+    return Settings(REDIS_URL=replicated.sentinel.url, LOYALTY_API_URL="https://api.loyalty.test",
+                    stores_file=tmp_path / "absent.toml", retry_base_delay=1, retry_max_delay=1,
+                    retry_window=3600, wait_delay=0.05, unknown_call_settle=0,
+                    redis_min_replicas=min_replicas, redis_wait_timeout=100)
+
+
+def post_paid_order(settings: Settings) -> tuple[int, dict[str, str], dict[str, str]]:
+    app = create_app(settings, make_stores(), connect(settings.redis_url or "", timeout=2.0))
+    body = fixture_bytes("woocommerce", "processing")
+    resp = app.test_client().post("/webhooks/woocommerce/coffee-woo", data=body,
+                                  headers=webhook_headers("woocommerce", body, "order.created"))
+    return resp.status_code, dict(resp.headers), resp.json or {}
+
+
+def on_replica(replicated: Replicated) -> Redis:
+    return Redis(port=replicated.replica.port)
+
+
+def test_with_the_option_a_webhook_is_acknowledged_once_the_replica_holds_it(replicated: Replicated,
+                                                                             tmp_path: Path) -> None:
+    status, _, body = post_paid_order(bridge_settings(replicated, tmp_path, 1))
+    assert (status, body["status"]) == (202, "queued")
+    # Read at once, on the replica itself: acknowledged means already there.
+    assert on_replica(replicated).exists(Job.key_for(JOB)) == 1
+
+
+@pytest.mark.parametrize(("min_replicas", "answer"), [(0, 202), (1, 503)])
+def test_with_a_replica_stopped_only_the_option_refuses_to_acknowledge(replicated: Replicated, tmp_path: Path,
+                                                                        min_replicas: int, answer: int) -> None:
+    settings = bridge_settings(replicated, tmp_path, min_replicas)
+    replicated.replica.stop()
+    status, headers, body = post_paid_order(settings)
+    assert status == answer
+    if answer == 503:
+        assert int(headers["Retry-After"]) > 0 and body["error"] == "queue unavailable, retry later"
+        # The shop sends it again once a replica is back: acknowledged then, and on the replica.
+        replicated.replica.start()
+        while not replicated.replica_synced():
+            pass
+        status, _, body = post_paid_order(settings)
+        assert (status, body["status"]) == (200, "duplicate")
+        assert on_replica(replicated).exists(Job.key_for(JOB)) == 1
+
+
+def test_a_worker_makes_no_call_until_its_in_flight_mark_is_replicated(replicated: Replicated, tmp_path: Path,
+                                                                       api: FakeApi) -> None:
+    settings = bridge_settings(replicated, tmp_path, 1)
+    assert post_paid_order(settings)[0] == 202
+    connection = connect(settings.redis_url or "")
+    ctx = WorkerContext.build(settings, make_stores(), connection)
+    context.install(ctx)
+    try:
+        api.create_ok(points=278)
+        replicated.replica.stop()
+        run_jobs(ctx, rounds=1, horizon=0)
+        assert api.calls("transactions/create") == []
+        job = Job.fetch(JOB, connection=connection)
+        assert "0 of 1 required Redis replicas confirmed the write" in job.meta["last_error"]
+        assert ctx.ledger.get("coffee-woo", "WC-4210").inflight == {}   # the call was not made: no mark
+
+        replicated.replica.start()
+        while not replicated.replica_synced():
+            pass
+        run_jobs(ctx)
+        assert len(api.calls("transactions/create")) == 1
+        # The award the job went on from is on the replica.
+        award = Ledger(on_replica(replicated), retention=86400).get("coffee-woo", "WC-4210").award
+        assert award is not None and (award.points, award.transaction_id) == (278, 9001)
+    finally:
+        context.install(None)
+
+
+def test_rq_scheduler_rebuilds_its_connection_through_the_sentinel(replicated: Replicated) -> None:
+    scheduler = RQScheduler(["loyalty"], connection=connect(replicated.sentinel.url))
+    assert scheduler.connection.set("written-by-the-scheduler", "1")   # only the primary takes writes
+    with Redis(port=replicated.primary.port) as primary:
+        assert primary.get("written-by-the-scheduler") == b"1"
+
+
+def test_an_outcome_not_replicated_is_an_error_the_job_retries_on(replicated: Replicated) -> None:
+    from decimal import Decimal
+
+    from workers.ledger import AppliedRefund
+    from workers.replication import NotReplicated, Replication
+
+    ledger = Ledger(connect(replicated.sentinel.url), retention=86400, replication=Replication(1, 100))
+    replicated.replica.stop()
+    with pytest.raises(NotReplicated, match="0 of 1 required Redis replicas"):
+        ledger.record_refund("coffee-woo", "WC-1", "77", AppliedRefund(points=5, amount=Decimal("1.00"), at="now"))
+    # Written on the primary (the retry finds it there), just not known to be on a replica.
+    assert ledger.get("coffee-woo", "WC-1").refunds["77"].points == 5
