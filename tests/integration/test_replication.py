@@ -115,3 +115,22 @@ def test_an_outcome_not_replicated_is_an_error_the_job_retries_on(replicated: Re
         ledger.record_refund("coffee-woo", "WC-1", "77", AppliedRefund(points=5, amount=Decimal("1.00"), at="now"))
     # Written on the primary (the retry finds it there), just not known to be on a replica.
     assert ledger.get("coffee-woo", "WC-1").refunds["77"].points == 5
+
+
+def test_the_dashboard_reads_through_the_apps_sentinel_connection(replicated: Replicated, tmp_path: Path) -> None:
+    import base64
+
+    from pydantic import SecretStr
+
+    settings = bridge_settings(replicated, tmp_path, 1).model_copy(
+        update={"dashboard_user": "ops", "dashboard_password": SecretStr("pw")})
+    connection = connect(settings.redis_url or "", timeout=2.0)
+    app = create_app(settings, make_stores(), connection)
+    body = fixture_bytes("woocommerce", "processing")
+    client = app.test_client()
+    assert client.post("/webhooks/woocommerce/coffee-woo", data=body,
+                       headers=webhook_headers("woocommerce", body, "order.created")).status_code == 202
+    auth = {"Authorization": "Basic " + base64.b64encode(b"ops:pw").decode()}
+    queues = client.get("/rq/0/data/queues.json", headers=auth).json
+    assert {(q["name"], q["count"]) for q in queues["queues"]} >= {("loyalty", 1)}
+    assert app.redis_conn is connection  # type: ignore[attr-defined]
