@@ -4,6 +4,7 @@
 
     python -m bench.intake [--duplicates] [--rounds 5] [--seconds 8] [--connections 8]
     python -m bench.intake --ablate      # what each part of the bridge's intake costs
+    python -m bench.intake --min-replicas  # what BRIDGE_REDIS_MIN_REPLICAS=1 costs (a replica on loopback)
 
 Every round runs each server once (the order reversed every other round, so none always goes first),
 with wrk posting the same signed WooCommerce paid orders; Redis is emptied before each server's turn.
@@ -17,6 +18,9 @@ per-round ratios (bridge to naive peer, bridge to floor, each to bare), of reque
 of total CPU per request (inverted, so both read as "how many times the baseline's throughput"). ``--ablate`` serves, beside
 the floor and the bridge, the bridge without one part of its intake at a time (``bench/ablation.py``)
 and adds what each part costs: the bridge's CPU per request minus the variant's, same round.
+``--min-replicas`` gives Redis a replica (on loopback) and serves the bridge as it is and with
+``BRIDGE_REDIS_MIN_REPLICAS=1`` (every batch of submits waits for the replica's WAIT); Redis's CPU
+is then the primary's and the replica's.
 """
 
 from __future__ import annotations
@@ -59,13 +63,16 @@ SERVERS = {"bare": "bench.peers:bare", "floor": "bench.peers:floor", "naive": "b
            "bridge": "bridge.wsgi:app"}
 # --ablate: the bridge without one part of its intake at a time (bench/ablation.py), beside the floor.
 ABLATED = {f"bridge without {part}": part for part in PARTS}
+# --min-replicas: the bridge acknowledging only what a replica holds.
+WAITING = "bridge min-replicas=1"
 CPU = ("web_cpu_us_per_request", "redis_cpu_us_per_request", "wrk_cpu_us_per_request")
 FIGURES = ("rps", "p50_ms", "p99_ms", *CPU)
 # The headline ratios: (server, baseline).
 # Where each server leaves what it took, to check that it did store every request it answered.
 STORED = {"floor": "bench:floor", "naive": "rq:queue:naive", "bridge": "rq:queue:loyalty"}
-STORED.update({name: "rq:queue:loyalty" for name in ABLATED})
-RATIOS = (("bridge", "naive"), ("bridge", "floor"), ("floor", "bare"), ("naive", "bare"), ("bridge", "bare"))
+STORED.update({name: "rq:queue:loyalty" for name in [*ABLATED, WAITING]})
+RATIOS = (("bridge", "naive"), ("bridge", "floor"), ("floor", "bare"), ("naive", "bare"), ("bridge", "bare"),
+          (WAITING, "bridge"))
 
 
 def write_bodies(path: Path, count: int, first_id: int = 1_000_000) -> None:
@@ -137,11 +144,15 @@ def main() -> None:
                         help=f"comma-separated subset of {', '.join(SERVERS)} (default: all)")
     parser.add_argument("--ablate", action="store_true",
                         help="instead: the floor, the bridge, and the bridge without each part of its intake")
+    parser.add_argument("--min-replicas", action="store_true",
+                        help="instead: the bridge, and the bridge with BRIDGE_REDIS_MIN_REPLICAS=1, Redis with a replica")
     args = parser.parse_args()
     servers = [s.strip() for s in args.servers.split(",") if s.strip()]
     if args.ablate:
         servers = ["floor", "bridge", *ABLATED]
-    if unknown := set(servers) - set(SERVERS) - set(ABLATED):
+    if args.min_replicas:
+        servers = ["bridge", WAITING]
+    if unknown := set(servers) - set(SERVERS) - set(ABLATED) - {WAITING}:
         parser.error(f"unknown servers: {', '.join(sorted(unknown))}")
     print(json.dumps(benchmark(args.duplicates, args.rounds, args.seconds, args.connections, args.threads,
                                servers), indent=2))
@@ -160,6 +171,9 @@ def benchmark(duplicates: bool, rounds: int, seconds: float, connections: int, t
         (tmp / "stores.toml").write_text(STORES_TOML)
         redis = EmbeddedRedis(tmp / "redis", persist=False).start()
         assert redis.process is not None
+        replica = EmbeddedRedis(tmp / "replica", persist=False, replica_of=redis.port).start() \
+            if WAITING in servers else None
+        redis_pids = [p.pid for p in (redis.process, replica and replica.process) if p]
         env = {**os.environ, "REDIS_URL": redis.url, "BRIDGE_STORES_FILE": str(tmp / "stores.toml"),
                "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
                "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics")}
@@ -169,9 +183,11 @@ def benchmark(duplicates: bool, rounds: int, seconds: float, connections: int, t
         connection = Redis.from_url(redis.url)
         try:
             for name in servers:
-                target = SERVERS.get(name, "bench.ablation:app")
+                target = SERVERS["bridge"] if name == WAITING else SERVERS.get(name, "bench.ablation:app")
                 command = [c if c != "bridge.wsgi:app" else target for c in procfile("web")]
-                processes[name] = start_server(command, ports[name], {**env, "BENCH_WITHOUT": ABLATED.get(name, "")},
+                processes[name] = start_server(command, ports[name],
+                                               {**env, "BENCH_WITHOUT": ABLATED.get(name, ""),
+                                                "BRIDGE_REDIS_MIN_REPLICAS": "1" if name == WAITING else "0"},
                                                tmp / f"{name}.log")
             for n in range(rounds):
                 for name in servers if n % 2 == 0 else servers[::-1]:
@@ -181,9 +197,9 @@ def benchmark(duplicates: bool, rounds: int, seconds: float, connections: int, t
                         run_wrk(url, bodies, 1, 1, 1)
                     time.sleep(0.5)
                     server_pids = with_children(processes[name].pid)
-                    before = cpu_seconds(server_pids), cpu_seconds([redis.process.pid]), children_cpu_seconds()
+                    before = cpu_seconds(server_pids), cpu_seconds(redis_pids), children_cpu_seconds()
                     figures = run_wrk(url, bodies, seconds, connections, threads)
-                    after = cpu_seconds(server_pids), cpu_seconds([redis.process.pid]), children_cpu_seconds()
+                    after = cpu_seconds(server_pids), cpu_seconds(redis_pids), children_cpu_seconds()
                     # CPU per request: the machine's cores are shared by all three, so the gap between
                     # servers shows where it is spent, and contention from elsewhere disturbs it less
                     # than requests per second.
@@ -196,6 +212,8 @@ def benchmark(duplicates: bool, rounds: int, seconds: float, connections: int, t
             for process in processes.values():
                 process.terminate()
                 process.wait(20)
+            if replica:
+                replica.stop()
             redis.stop()
     return summarise(results, servers, duplicates, connections)
 
@@ -210,10 +228,12 @@ def summarise(results: list[dict[str, Any]], servers: list[str], duplicates: boo
     by_round: dict[int, dict[str, dict[str, Any]]] = {}
     for r in results:
         by_round.setdefault(r["round"], {})[r["server"]] = r
-    ratios, cpu_ratios = {}, {}
+    ratios, cpu_ratios, p99_ratios = {}, {}, {}
     for a, b in RATIOS:
         if a in servers and b in servers:
             ratios[f"{a}/{b}"] = round(statistics.median(rs[a]["rps"] / rs[b]["rps"] for rs in by_round.values()), 3)
+            p99_ratios[f"{a}/{b}"] = round(statistics.median(rs[a]["p99_ms"] / rs[b]["p99_ms"]
+                                                             for rs in by_round.values()), 3)
             # The same ratio from CPU per request (all three: web, Redis, wrk): on a machine the
             # benchmark saturates, requests per second go as its inverse, and other processes'
             # load disturbs it far less than they disturb requests per second.
@@ -226,7 +246,7 @@ def summarise(results: list[dict[str, Any]], servers: list[str], duplicates: boo
                 k: round(statistics.median(rs["bridge"][k] - rs[name][k] for rs in by_round.values()), 1) for k in CPU}
     return {
         "path": "duplicates" if duplicates else "new orders", "connections": connections,
-        "ratios": ratios, "ratios_by_cpu": cpu_ratios,
+        "ratios": ratios, "ratios_by_cpu": cpu_ratios, "p99_ratios": p99_ratios,
         **({"cpu_us_per_request_of_each_part": parts} if parts else {}),
         "servers": {name: {k: round(statistics.median(r[k] for r in results if r["server"] == name), 2)
                            for k in FIGURES} for name in servers},
