@@ -14,7 +14,9 @@ from redis import Redis
 from redis.exceptions import ConnectionError, ResponseError
 
 from bridge.embedded_redis import EmbeddedRedis, free_port
+from tests.conftest import Replicated
 from workers.group_commit import GroupCommit
+from workers.replication import NotReplicated, Replication
 
 # Busy for about a millisecond, so that calls pile up behind a batch on the wire.
 STORE = """
@@ -29,8 +31,8 @@ return ARGV[1]
 class Counted(GroupCommit):
     """Records the size of every batch sent."""
 
-    def __init__(self, connection: Redis) -> None:
-        super().__init__(connection)
+    def __init__(self, connection: Redis, replication: Replication | None = None) -> None:
+        super().__init__(connection, replication)
         self.batches: list[int] = []
 
     def _exchange(self, batch: list) -> list:  # type: ignore[type-arg]
@@ -125,3 +127,32 @@ def test_an_unreachable_redis_fails_at_once() -> None:
         commit.call(sha, ["k"], ["v", 1])
     # No retries with backoff: the webhook is answered 503 and the shop retries.
     assert time.monotonic() - started < 1.5
+
+
+@pytest.mark.parametrize("replica_running", [True, False])
+def test_one_wait_per_batch_stands_for_every_call_in_it(replicated: Replicated, replica_running: bool) -> None:
+    """With replicas required, every call of a batch is answered by the batch's WAIT: its reply once
+    the replica holds the batch, NotReplicated (though its script ran) when it does not."""
+    primary = Redis(port=replicated.primary.port)
+    commit = Counted(primary, Replication(1, 100))
+    sha = commit.register(STORE)
+    if not replica_running:
+        replicated.replica.stop()
+    outcomes: dict[int, object] = {}
+
+    def call(n: int) -> None:
+        try:
+            outcomes[n] = commit.call(sha, [f"k{n}"], [f"v{n}", 20_000])
+        except NotReplicated as exc:
+            outcomes[n] = exc
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(call, range(24)))
+    assert sum(commit.batches) >= 24
+    if replica_running:
+        assert outcomes == {n: f"v{n}".encode() for n in range(24)}
+        with Redis(port=replicated.replica.port) as replica:   # on the replica as soon as answered
+            assert replica.mget([f"k{n}" for n in range(24)]) == [f"v{n}".encode() for n in range(24)]
+    else:
+        assert all(isinstance(o, NotReplicated) for o in outcomes.values()) and len(outcomes) == 24
+        assert primary.mget([f"k{n}" for n in range(24)]) == [f"v{n}".encode() for n in range(24)]
