@@ -203,21 +203,23 @@ class Cluster:
         time.sleep(down_for)
         self.redis.start()
 
-    def kill_primary(self, timeout: float = 30) -> EmbeddedRedis:
-        """SIGKILL the Redis the sentinel names as primary (no chance to write anything more), and wait
-        until the sentinel has promoted a replica; returns the new primary."""
+    def kill_primary(self) -> int:
+        """SIGKILL the Redis the sentinel names as primary (no chance to write anything more); its port."""
         assert self.sentinel is not None, "a Cluster with replicas"
-        servers = [self.redis, *self.replicas]
         primary = self.sentinel.primary()
-        victim = next(s for s in servers if primary and s.port == primary[1])
+        victim = next(s for s in [self.redis, *self.replicas] if primary and s.port == primary[1])
         assert victim.process is not None
         victim.process.send_signal(signal.SIGKILL)
         victim.process.wait()
         victim.stop()
-        wait_until(lambda: (now := self.sentinel.primary()) is not None and now[1] != victim.port,  # type: ignore[union-attr]
-                   timeout, "the sentinel to promote a replica")
-        now = self.sentinel.primary()
-        return next(s for s in servers if now and s.port == now[1])
+        return victim.port
+
+    def wait_for_promotion(self, old_port: int, timeout: float = 30) -> None:
+        """Wait until the sentinel names another primary than the one on ``old_port``."""
+        assert self.sentinel is not None, "a Cluster with replicas"
+        sentinel = self.sentinel
+        wait_until(lambda: (now := sentinel.primary()) is not None and now[1] != old_port, timeout,
+                   "the sentinel to promote a replica")
 
     # --- reading the state ----------------------------------------------------------------------
 

@@ -59,8 +59,12 @@ def test_a_failover_loses_no_acknowledged_webhook_and_no_ledger_entry(tmp_path: 
     # Calls take a while, so some are on the wire when the primary dies.
     sandbox = SandboxConfig(latency_ms=150, rate_limit_per_minute=0)
     with Cluster(tmp_path, webs=1, workers=2, replicas=2, sandbox=sandbox, env=env, log=True) as c:
+        killed = threading.Event()
+
         def stream() -> None:
-            for delivery in sends:
+            for n, delivery in enumerate(sends):
+                if n == len(sends) * 2 // 3:
+                    killed.wait(60)   # the rest is sent during and after the failover, whenever it comes
                 post_until_accepted(c.urls[0], delivery, answers)
                 acknowledged.append(delivery)
                 time.sleep(0.03)
@@ -70,7 +74,9 @@ def test_a_failover_loses_no_acknowledged_webhook_and_no_ledger_entry(tmp_path: 
         wait_until(lambda: len(finished_entries(c, orders)) >= 5, 30, "a few orders to be done")
         before = finished_entries(c, orders)
         refused_before = answers[503] + answers[0]
-        c.kill_primary()
+        old_primary = c.kill_primary()
+        killed.set()
+        c.wait_for_promotion(old_primary)
         sender.join(60)
         assert not sender.is_alive() and len(acknowledged) == len(sends)
         assert answers[503] + answers[0] > refused_before, "the stream should have met the failover"
