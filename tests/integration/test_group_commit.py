@@ -136,6 +136,11 @@ def test_one_wait_per_batch_stands_for_every_call_in_it(replicated: Replicated, 
     primary = Redis(port=replicated.primary.port)
     commit = Counted(primary, Replication(1, 100))
     sha = commit.register(STORE)
+    assert commit.call(sha, ["warm"], ["up", 1]) == b"up"   # loads the script
+    commit.batches.clear()
+    assert commit.call(sha, ["one"], ["call", 1]) == b"call"
+    assert commit.batches == [1]   # the scripts and their WAIT: one packet, one round trip
+    commit.batches.clear()
     if not replica_running:
         replicated.replica.stop()
     outcomes: dict[int, object] = {}

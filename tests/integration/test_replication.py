@@ -134,3 +134,13 @@ def test_the_dashboard_reads_through_the_apps_sentinel_connection(replicated: Re
     queues = client.get("/rq/0/data/queues.json", headers=auth).json
     assert {(q["name"], q["count"]) for q in queues["queues"]} >= {("loyalty", 1)}
     assert app.redis_conn is connection  # type: ignore[attr-defined]
+
+
+def test_the_rate_limiter_keeps_its_windows_on_the_primary_through_sentinel(replicated: Replicated) -> None:
+    from workers.ratelimit import KEY_PREFIX, ApiRateLimiter
+
+    store = make_stores()["coffee-woo"]
+    limiter = ApiRateLimiter(connect(replicated.sentinel.url))
+    assert limiter.acquire(store) == 0
+    with Redis(port=replicated.primary.port) as primary:
+        assert primary.keys(f"{KEY_PREFIX}*")   # the windows are the primary's, where every worker counts
