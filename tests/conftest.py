@@ -147,6 +147,17 @@ class Replicated:
             info = client.info("replication")
         return any(isinstance(v, dict) and v.get("state") == "online" for k, v in info.items() if k.startswith("slave"))
 
+    def start_replica(self) -> None:
+        """Start the replica if it is stopped, and wait until it is in sync."""
+        import time
+
+        if self.replica.process is None:
+            self.replica.start()
+        deadline = time.monotonic() + 10
+        while not self.replica_synced():
+            assert time.monotonic() < deadline, "the replica did not sync"
+            time.sleep(0.05)
+
 
 @pytest.fixture(scope="session")
 def replicated_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicated]:
@@ -162,14 +173,7 @@ def replicated_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rep
 @pytest.fixture
 def replicated(replicated_servers: Replicated) -> Replicated:
     """The replicated Redis, emptied, with its replica running and in sync."""
-    import time
-
-    if replicated_servers.replica.process is None:
-        replicated_servers.replica.start()
-    deadline = time.monotonic() + 10
-    while not replicated_servers.replica_synced():
-        assert time.monotonic() < deadline, "the replica did not sync"
-        time.sleep(0.05)
+    replicated_servers.start_replica()
     with Redis(port=replicated_servers.primary.port) as client:
         client.flushall()
     return replicated_servers

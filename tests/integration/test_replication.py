@@ -60,9 +60,7 @@ def test_with_a_replica_stopped_only_the_option_refuses_to_acknowledge(replicate
     if answer == 503:
         assert int(headers["Retry-After"]) > 0 and body["error"] == "queue unavailable, retry later"
         # The shop sends it again once a replica is back: acknowledged then, and on the replica.
-        replicated.replica.start()
-        while not replicated.replica_synced():
-            pass
+        replicated.start_replica()
         status, _, body = post_paid_order(settings)
         assert (status, body["status"]) == (200, "duplicate")
         assert on_replica(replicated).exists(Job.key_for(JOB)) == 1
@@ -84,9 +82,7 @@ def test_a_worker_makes_no_call_until_its_in_flight_mark_is_replicated(replicate
         assert "0 of 1 required Redis replicas confirmed the write" in job.meta["last_error"]
         assert ctx.ledger.get("coffee-woo", "WC-4210").inflight == {}   # the call was not made: no mark
 
-        replicated.replica.start()
-        while not replicated.replica_synced():
-            pass
+        replicated.start_replica()
         run_jobs(ctx)
         assert len(api.calls("transactions/create")) == 1
         # The award the job went on from is on the replica.
