@@ -363,9 +363,13 @@ def run() -> None:
 # --- ops ------------------------------------------------------------------------------------------
 
 def _context(state: CliState) -> WorkerContext:
+    """The jobs' context for a person's command: a call with no rate-limit slot free waits for one,
+    saying so on stderr, where a job would be rescheduled."""
     from workers.context import WorkerContext
 
-    return WorkerContext.build(state.settings, state.stores, state.connection)
+    ctx = WorkerContext.build(state.settings, state.stores, state.connection)
+    ctx.on_slot_wait = lambda why, delay: click.echo(f"{why}: waiting {delay:.1f} s", err=True)
+    return ctx
 
 
 def _echo_json(data: Any) -> None:

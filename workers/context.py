@@ -7,6 +7,7 @@ Tests install their own.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -43,6 +44,9 @@ class WorkerContext:
     # What this process follows instead of the kept observations of an API URL: the live probe trying
     # a deduct body before it knows the API takes it (see observed).
     assumed: dict[str, ApiObservations] = field(default_factory=dict)
+    # A person's command (reconcile, the live probe) waits for a rate-limit slot where a job would be
+    # rescheduled: it has no scheduler to come back through. Called with why and for how long.
+    on_slot_wait: Callable[[str, float], None] | None = None
 
     @classmethod
     def build(cls, settings: Settings, stores: Stores, connection: Redis) -> WorkerContext:
@@ -101,9 +105,11 @@ class WorkerContext:
         self._reserved.add(store.id)
 
     def _take_slot(self, store: StoreConfig) -> None:
-        delay = self.rate_limiter.acquire(store)
-        if delay > 0:
-            raise Wait(rate_limited(store), delay)
+        while (delay := self.rate_limiter.acquire(store)) > 0:
+            if self.on_slot_wait is None:
+                raise Wait(rate_limited(store), delay)
+            self.on_slot_wait(rate_limited(store), delay)
+            time.sleep(delay)
 
 
 def api_url(settings: Settings, store: StoreConfig) -> str:

@@ -337,3 +337,22 @@ def test_commands_find_a_running_bridge_dev_whatever_the_stores_option(env: dict
     result = cli({**env, "REDIS_URL": None, "BRIDGE_STORES_FILE": None}, *options, "status", "WC-4210", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)[0]["ledger"]["award"]["points"] > 0
+
+
+def test_a_command_waits_for_a_rate_limit_slot_instead_of_failing(env: dict[str, str], ctx: WorkerContext,
+                                                                  redis_conn: Redis) -> None:
+    """A person's command has no scheduler to come back through: with the key's window full it waits
+    for a slot, says so, and finishes (it once ended in a traceback about a `Wait`)."""
+    deliver(ctx)
+    run_jobs(ctx)
+    # A window longer than the limiter's tick, so that a full one is refused rather than waited out.
+    window = {**env, "BRIDGE_RATE_LIMIT_WINDOW": "4", "BRIDGE_RATE_LIMIT_MARGIN": "0"}
+    full = context_from_env(window, redis_conn)
+    store = full.stores["coffee-woo"]
+    while full.rate_limiter.acquire(store) == 0:      # spend the whole window
+        pass
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    result = CliRunner().invoke(main, ["reconcile", "--store", "coffee-woo", "--since", today], env=window,
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "rate limit of" in result.stderr and "waiting" in result.stderr
