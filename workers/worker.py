@@ -12,13 +12,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker, Worker
 from rq.job import Job
 from rq.worker_pool import WorkerPool
 
 from config.log_format import log
 from workers import context
-from workers.connection import UNAVAILABLE, describe, wait_for_redis
+from workers.connection import describe, is_outage, wait_for_redis
 from workers.context import WorkerContext
 from workers.metrics import serve_metrics, token_of
 from workers.redis_outages import RidesOutRedisOutages
@@ -97,9 +98,12 @@ def run_worker(ctx: WorkerContext, *, burst: bool = False, processes: int = 1, f
         worker = worker_class([queue], connection=ctx.connection)
         try:
             return worker.work(burst=burst, with_scheduler=True, logging_level=logging_level)
-        except UNAVAILABLE as exc:
-            # Redis went away while RQ registered the worker or started its scheduler, before its
-            # loop: start afresh once Redis is back (the half-registered worker expires by itself).
-            log(logger, "Redis went away while the worker started", logging.WARNING, error=describe(exc))
+        except RedisError as exc:
+            if not is_outage(exc):
+                raise
+            # Redis went away (or was full) while RQ registered the worker or started its scheduler,
+            # before its loop: start afresh once Redis is back (the half-registered worker expires by itself).
+            log(logger, "Redis went away (or refused writes) while the worker started", logging.WARNING,
+                error=describe(exc))
             worker.teardown()
             error = exc
