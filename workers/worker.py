@@ -22,6 +22,7 @@ from workers import context
 from workers.connection import describe, is_outage, wait_for_redis
 from workers.context import WorkerContext
 from workers.metrics import serve_metrics, token_of
+from workers.redis_checks import warn_at_start
 from workers.redis_outages import RidesOutRedisOutages
 from workers.shop.tasks import ShopTasks
 
@@ -77,7 +78,8 @@ def run_worker(ctx: WorkerContext, *, burst: bool = False, processes: int = 1, f
     """
     context.install(ctx)
     if metrics_port:
-        serve_metrics(metrics_port, ctx.connection, ctx.settings.queue_name, token_of(ctx.settings))
+        serve_metrics(metrics_port, ctx.connection, ctx.settings.queue_name, token_of(ctx.settings),
+                      stores=ctx.stores)
     base = BridgeForkingWorker if fork else BridgeWorker
     # A subclass carrying this process's settings (RQ's pool builds workers from a class).
     options: dict[str, Any] = {"heartbeat_grace": ctx.settings.worker_heartbeat_grace,
@@ -88,8 +90,11 @@ def run_worker(ctx: WorkerContext, *, burst: bool = False, processes: int = 1, f
     worker_class: type[BridgeWorker] | type[BridgeForkingWorker] = type(base.__name__, (base,), options)
     queue = Queue(ctx.settings.queue_name, connection=ctx.connection)
     error: BaseException | None = None
+    checked = False
     while True:
         wait_for_redis(ctx.connection, ctx.settings.redis_url, error=error, backoff=worker_class.redis_backoff())
+        if not checked:  # an evicting policy, no persistence, too little memory: said once, at start
+            checked = warn_at_start(ctx.connection, ctx.stores, "worker") is not None
         if processes > 1:
             pool = WorkerPool([queue], connection=ctx.connection, num_workers=processes,
                               worker_class=worker_class)
