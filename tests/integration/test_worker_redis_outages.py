@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from redis import Redis
 from rq import Queue, SimpleWorker
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import JobStatus, Retry
@@ -87,3 +88,52 @@ def test_the_worker_waits_for_redis_at_every_step_of_its_loop(step: str, tmp_pat
     finally:
         restarted.wait(10)
         server.stop()  # also ends the thread that restarted it
+
+
+def _worker_finding_redis_full_before(step: str, conn: Redis, freed: threading.Event) -> type[SimpleWorker]:
+    """A worker class that fills Redis up (maxmemory below what it uses, noeviction) the first time it
+    reaches ``step``, and gives it room again 0.5 s later."""
+    original: Callable[..., Any] = getattr(SimpleWorker, step)
+    filled = threading.Event()
+
+    def make_room() -> None:
+        time.sleep(0.5)
+        conn.config_set("maxmemory", 0)
+        freed.set()
+
+    def filling(self: SimpleWorker, *args: Any, **kwargs: Any) -> Any:
+        if not filled.is_set():
+            filled.set()
+            conn.config_set("maxmemory", 1)
+            threading.Thread(target=make_room, daemon=True).start()
+        return original(self, *args, **kwargs)
+
+    stepped = type("Stepped", (SimpleWorker,), {step: filling})
+    return type("FindsRedisFull", (RidesOutRedisOutages, stepped), {
+        "redis_wait_base_delay": 0.1, "redis_wait_max_delay": 0.5, "should_run_maintenance_tasks": True,
+    })
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_the_worker_waits_out_a_full_redis_at_every_step_of_its_loop(step: str, tmp_path: Path) -> None:
+    """At maxmemory under noeviction Redis answers reads and refuses writes (OOM): RQ's loop would quit
+    on the refusal; the worker waits until Redis takes a write and carries on, as through an outage."""
+    server = EmbeddedRedis(tmp_path / "redis").start()
+    freed = threading.Event()
+    try:
+        conn = connect(server.url)
+        conn.config_set("maxmemory-policy", "noeviction")
+        queue = Queue("full", connection=conn)
+        job = queue.enqueue("builtins.abs", -3, job_id="the-job", retry=Retry(max=1))
+        worker = _worker_finding_redis_full_before(step, conn, freed)([queue], connection=conn)
+        worker.redis_url = server.url
+
+        worker.work(burst=True)
+
+        assert freed.wait(10), f"Redis was never filled before {step}"
+        if step == "execute_job":
+            assert job.get_status() == JobStatus.QUEUED and job.id not in queue.get_job_ids()
+            _recovered_from_the_intermediate_queue(worker, queue)
+        assert (job.get_status(), job.return_value()) == (JobStatus.FINISHED, 3)
+    finally:
+        server.stop()
