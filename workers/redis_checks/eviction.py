@@ -27,7 +27,7 @@ def problem(name: str | None) -> str | None:
         risk = "Redis may evict ledger entries (each has a TTL, so volatile-* policies evict them too)"
     risk += ", and a refund redelivered, synced or replayed after its entry is gone is deducted again"
     fix = ("set maxmemory-policy to noeviction (CONFIG SET maxmemory-policy noeviction and in redis.conf, or in "
-           "your provider's settings: see README, \"Redis\")")
+           "your provider's settings: see README, \"Redis: the system of record\")")
     if name is None:
         return f"Redis does not say its maxmemory-policy (CONFIG GET refused or empty): unless it is noeviction, {risk}; " \
                f"make sure it is: {fix}"
