@@ -12,8 +12,9 @@ the real growth is slower.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
+
+from pydantic import BaseModel
 
 from workers.redis_checks.readings import DAY, RATE_WINDOW_DAYS, StoreOrders
 
@@ -22,8 +23,9 @@ NEARLY_FULL = 0.9
 FULL_SOON_DAYS = 30.0
 
 
-@dataclass(frozen=True)
-class Headroom:
+class Headroom(BaseModel):
+    """Memory used of maxmemory, the rate of orders, the bytes each costs, and days until full."""
+
     used_memory: int
     maxmemory: int  # 0: no limit
     orders_held: int
@@ -46,7 +48,8 @@ def measure(memory: dict[str, Any], stores: list[StoreOrders], now: float) -> He
     days = None
     if maxmemory and rate and per_order:
         days = max(maxmemory - used, 0) / (rate * per_order)
-    return Headroom(used, maxmemory, held, rate, per_order, days)
+    return Headroom(used_memory=used, maxmemory=maxmemory, orders_held=held, orders_per_day=rate,
+                    bytes_per_order=per_order, days_until_full=days)
 
 
 def size(n: float) -> str:

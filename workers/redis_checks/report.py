@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pydantic import BaseModel
 from redis import Redis
 
 from workers.redis_checks import eviction, headroom, persistence
+from workers.redis_checks.headroom import Headroom
 from workers.redis_checks.readings import read
 
 
-class ServerReport(BaseModel):
-    """What is safe and what is not about the Redis the bridge uses.
-
-    ``problems`` holds one sentence per problem, each naming the fix; empty when all is well.
+class ServerReport(Headroom):
+    """What is safe and what is not about the Redis the bridge uses: its eviction policy, persistence
+    and (from :class:`Headroom`) memory. ``problems`` holds one sentence per problem, each naming the
+    fix; empty when all is well.
     """
 
     policy: str | None  # maxmemory-policy; None: Redis would not say
@@ -23,12 +23,6 @@ class ServerReport(BaseModel):
     crash_loses: str    # what a crash of Redis would lose
     crash_loss_seconds: float | None  # the same in seconds of writes: 0 nothing, inf everything, None unknown
     persists: bool | None  # False only when Redis is known to persist nothing
-    used_memory: int
-    maxmemory: int      # 0: no limit
-    orders_held: int
-    orders_per_day: float | None
-    bytes_per_order: float | None
-    days_until_full: float | None
     memory: str         # used of maxmemory, the rate, days until full, in one line
     memory_tight: bool
     problems: list[str]
@@ -54,8 +48,6 @@ def inspect_server(connection: Redis, stores: Iterable[str] | None = None, *, no
                                "appendfsync everysec in redis.conf, or your provider's persistence setting)")
     return ServerReport(
         policy=policy, evicting=policy_problem is not None, persistence=kept.summary, crash_loses=kept.crash_loses,
-        crash_loss_seconds=kept.loss_seconds, persists=kept.persists, used_memory=room.used_memory,
-        maxmemory=room.maxmemory, orders_held=room.orders_held, orders_per_day=room.orders_per_day,
-        bytes_per_order=room.bytes_per_order, days_until_full=room.days_until_full, memory=headroom.summary(room),
-        memory_tight=memory_problem is not None,
+        crash_loss_seconds=kept.loss_seconds, persists=kept.persists, **room.model_dump(),
+        memory=headroom.summary(room), memory_tight=memory_problem is not None,
         problems=[p for p in (policy_problem, persistence_problem, memory_problem) if p])
