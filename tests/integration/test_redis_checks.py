@@ -15,9 +15,11 @@ from bridge.app import create_app
 from config.settings import Settings
 from config.stores import Stores
 from tests.integration.test_ops_cli import cli, env, sandbox  # noqa: F401 - fixtures
+from workers.context import WorkerContext
 from workers.ledger import Ledger
 from workers.metrics import render
 from workers.redis_checks import inspect_server
+from workers.worker import run_worker
 
 DAY = 86400
 
@@ -140,3 +142,13 @@ def test_metrics_say_how_many_days_until_full(settings: Settings, stores: Stores
     assert "bridge_redis_orders_per_day 20.0" in page
     assert "bridge_redis_days_until_full " in page and "bridge_redis_maxmemory_bytes " in page
     assert "bridge_redis_persists 0.0" in page and "bridge_redis_crash_loss_seconds +Inf" in page
+
+
+def test_a_worker_warns_once_at_start(worker_ctx: WorkerContext, redis_config: Callable[..., None],
+                                      caplog: pytest.LogCaptureFixture) -> None:
+    redis_config(maxmemory_policy="allkeys-lru", appendonly="yes")
+    caplog.set_level(logging.WARNING, logger="workers.redis_checks")
+    run_worker(worker_ctx, burst=True)
+    warnings = [r.getMessage() for r in caplog.records if r.name == "workers.redis_checks"]
+    assert len(warnings) == 1 and "maxmemory-policy is allkeys-lru" in warnings[0]
+    assert "evict ledger entries and queued jobs" in warnings[0]
