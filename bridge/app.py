@@ -22,6 +22,7 @@ from config.stores import ConfigError, Stores, load_stores
 from workers.connection import connect
 from workers import metrics
 from workers.event_queue import EventQueue
+from workers.redis_checks import warn_at_start
 
 logger = logging.getLogger("bridge.app")
 # Redis for the intake: a shop waits for the answer, so fail fast and answer 503.
@@ -80,7 +81,7 @@ def create_app(settings: Settings | None = None, stores: Stores | None = None,
         ``BRIDGE_METRICS_TOKEN`` set, only for ``Authorization: Bearer <token>``."""
         if metrics_token and not metrics.bearer_ok(request.headers.get("Authorization"), metrics_token):
             return Response(*metrics.UNAUTHORIZED)
-        body, content_type = metrics.render(connection, settings.queue_name)
+        body, content_type = metrics.render(connection, settings.queue_name, stores)
         return Response(body, content_type=content_type)
 
     @app.errorhandler(404)
@@ -91,6 +92,8 @@ def create_app(settings: Settings | None = None, stores: Stores | None = None,
     def wrong_method(_: Exception) -> tuple[Response, int]:
         return jsonify(status="error", error="method not allowed"), 405
 
+    # An evicting policy, no persistence, or too little memory: said once, as the process starts.
+    warn_at_start(connection, stores, "web")
     log(logger, "app ready", stores=sorted(stores), stores_source=stores.source, dashboard=dashboard)
     return app
 

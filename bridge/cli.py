@@ -259,7 +259,8 @@ def send_test(state: CliState, store_id: str, event: str, order_id: int | None, 
 @click.pass_obj
 def check(state: CliState, store_id: str | None, live: bool, email: str, amount: float, real_points: bool,
           as_json: bool) -> None:
-    """Validate the stores file and each store's Loyalty.lt credentials; exit 1 if any is wrong.
+    """Validate the stores file, each store's Loyalty.lt credentials and shop, and Redis (eviction policy,
+    persistence, memory); exit 1 if any is wrong.
 
     With STORE_ID --live: the live probe of that store's API (exit 0 only when every step matched).
     """
@@ -306,8 +307,30 @@ def check(state: CliState, store_id: str | None, live: bool, email: str, amount:
     from bridge.shop_commands import check_shops
 
     bad += check_shops(state, stores)
+    bad += _check_redis(state, state.stores)  # Redis is shared: the rate of orders is all stores'
     if bad:
         sys.exit(1)
+
+
+def _check_redis(state: CliState, stores: Stores) -> int:
+    """``bridge check``'s Redis lines: eviction policy, persistence, memory; the problems, each with its fix."""
+    from workers.connection import masked_url
+    from workers.redis_checks import inspect_server
+
+    if not state.settings.redis_url:
+        click.echo("Redis: REDIS_URL is not set, not checked")
+        return 0
+    report = inspect_server(state.connection, stores)
+    click.echo(f"Redis at {masked_url(state.settings.redis_url)}")
+    mark = {True: "FAIL", False: "ok  ", None: "?   "}
+    persistence = f"{report.persistence}; a crash loses {report.crash_loses}"
+    for name, bad, line in (("eviction", report.evicting, f"maxmemory-policy {report.policy or 'unknown'}"),
+                            ("persistence", None if report.persists is None else not report.persists, persistence),
+                            ("memory", report.memory_tight, report.memory)):
+        click.echo(f"  {name:<20} {mark[bad]}  {line}")
+    for problem in report.problems:
+        click.echo(f"  FAIL  {problem}")
+    return len(report.problems)
 
 
 @main.command()

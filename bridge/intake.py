@@ -14,8 +14,12 @@ not JSON                               400     ``{"status": "error", "error": ..
 signed, but nothing to do              200     ``{"status": "ignored", "reason": ...}``
 queued                                 202     ``{"status": "queued", "job_id": ..., "job_ids": [...]}``
 already queued before                  200     ``{"status": "duplicate", "job_id": ..., "job_ids": [...]}``
-Redis unreachable                      503     ``Retry-After`` set; the shop retries
+Redis unreachable, or full             503     ``Retry-After`` set; the shop retries
 =====================================  ======  =============================================
+
+A full Redis (``maxmemory`` reached under ``noeviction``) refuses the submit script before it writes
+anything, so a refused webhook left nothing behind; the process logs one line when Redis turns full
+and one when it takes webhooks again, besides each webhook's own line.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from bridge.signatures import verify
 from config.log_format import log
 from config.settings import Settings
 from config.stores import Stores
+from workers.connection import describe, is_full
 from workers.event_queue import EventQueue
 from workers.events import Ignored, InvalidPayload
 from workers.platforms import ADAPTERS
@@ -53,6 +58,21 @@ class Intake:
     events: EventQueue
     # Called with each webhook's log fields (metrics attach here).
     observe: Callable[[dict[str, Any]], None] = field(default=lambda fields: None)
+    # Webhooks refused since Redis was found full (0: it is not, as far as this process knows).
+    refused_full: int = 0
+
+    def redis_full(self, exc: Exception) -> None:
+        """A submit was refused for memory: say so once, when Redis turns full."""
+        self.refused_full += 1
+        if self.refused_full == 1:
+            log(logger, "Redis is full (maxmemory reached): webhooks are answered 503 until it takes writes "
+                "again; free memory or raise maxmemory (see `bridge check`)", logging.ERROR, error=describe(exc))
+
+    def redis_has_room(self) -> None:
+        """A submit went through after Redis was full."""
+        refused, self.refused_full = self.refused_full, 0
+        log(logger, f"Redis takes webhooks again, after {refused} refused while it was full", logging.WARNING,
+            refused=refused)
 
 
 def _answer(intake: Intake, started: float, status: int, outcome: str, fields: dict[str, Any],
@@ -119,10 +139,15 @@ def receive(platform: str, store_id: str) -> Response:
         queued = [job_id for job_id, e in zip(job_ids, result, strict=True)
                   if intake.events.submit(e, payload, delivery_id, request_id)]
     except RedisError as exc:
-        fields["error_class"] = type(exc).__name__
+        full = is_full(exc)
+        fields["error_class"] = "OutOfMemoryError" if full else type(exc).__name__
+        if full:
+            intake.redis_full(exc)
         response = answer(503, "error", error="queue unavailable, retry later")
         response.headers["Retry-After"] = str(intake.settings.unavailable_retry_after)
         return response
+    if intake.refused_full:
+        intake.redis_has_room()
     if queued:
         fields["job_ids"] = queued
         return answer(202, "queued", job_id=queued[0], job_ids=queued)

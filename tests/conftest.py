@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -193,6 +193,23 @@ def redis_conn(redis_url: str) -> Iterator[Redis]:
     client = Redis.from_url(redis_url)
     yield client
     client.close()
+
+
+@pytest.fixture
+def redis_config(redis_conn: Redis) -> Iterator[Callable[..., None]]:
+    """Change the test Redis's configuration for one test: ``redis_config(maxmemory_policy="allkeys-lru")``
+    (CONFIG SET; underscores for dashes). Restored afterwards, whatever the test did."""
+    saved: dict[str, str] = {}
+
+    def change(**values: str | int) -> None:
+        for name, value in values.items():
+            name = name.replace("_", "-")
+            saved.setdefault(name, redis_conn.config_get(name)[name])
+            redis_conn.config_set(name, value)
+
+    yield change
+    for name, value in saved.items():
+        redis_conn.config_set(name, value)
 
 
 @pytest.fixture

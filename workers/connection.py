@@ -9,7 +9,9 @@ from this client's pool, so it follows the same primary.
 
 Also what every process says and does when Redis cannot be used: the URL is only ever shown with its
 password masked (:func:`masked_url`), and a process that must wait for Redis waits here
-(:func:`wait_for_redis`), with capped, jittered backoff and one log line per attempt.
+(:func:`wait_for_redis`), with capped, jittered backoff and one log line per attempt. A Redis that is
+full (``maxmemory`` reached under ``noeviction``: it answers, but refuses every write that needs
+memory) is waited out the same way (:func:`is_full`, :func:`is_outage`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from redis import Redis
 from redis.sentinel import Sentinel
 from redis.backoff import AbstractBackoff, EqualJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from config.log_format import log
@@ -35,6 +38,13 @@ logger = logging.getLogger("workers.connection")
 # credentials (AuthenticationError is a ConnectionError). Anything else is an answer from a live Redis.
 UNAVAILABLE = (RedisConnectionError, RedisTimeoutError)
 MASK = "***"
+# Redis's refusal of a write at maxmemory. redis-py raises OutOfMemoryError for a command; a Lua
+# script's refusal comes wrapped ("Error running script ... -OOM command not allowed ...") in a plain
+# ResponseError before Redis 7.
+_FULL_MESSAGE = "OOM command not allowed"
+# Written with XX, so it never exists: SET is refused at maxmemory like any write that needs memory,
+# and otherwise does nothing at all.
+WRITE_PROBE_KEY = "lb:write-probe"
 
 
 class InvalidRedisUrl(ValueError):
@@ -111,6 +121,21 @@ def _sentinel_hosts(hosts: str) -> list[tuple[str, int]]:
     return found
 
 
+def is_full(exc: BaseException) -> bool:
+    """Whether ``exc`` is Redis refusing a write because it reached ``maxmemory`` (reads still work)."""
+    return isinstance(exc, OutOfMemoryError) or (isinstance(exc, ResponseError) and _FULL_MESSAGE in str(exc))
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` means "wait for Redis and try again": Redis is unreachable, or full."""
+    return isinstance(exc, UNAVAILABLE) or is_full(exc)
+
+
+def takes_writes(connection: Redis) -> None:
+    """Raise what Redis answers a write when it cannot take one (full: OutOfMemoryError); writes nothing."""
+    connection.set(WRITE_PROBE_KEY, b"", xx=True)
+
+
 def masked_url(url: str) -> str:
     """``url`` with its password replaced by ``***`` (``redis://:***@host:6379/0``): safe to log and show."""
     try:
@@ -161,34 +186,45 @@ def unavailable_message(url: str | None, exc: BaseException) -> str:
 def wait_for_redis(connection: Redis, url: str | None, *, error: BaseException | None = None,
                    backoff: AbstractBackoff | None = None, should_stop: Callable[[], bool] = lambda: False,
                    sleep: Callable[[float], None] = time.sleep) -> bool:
-    """Block until ``connection`` answers PING again; True when it does, False if ``should_stop`` said so.
+    """Block until ``connection`` answers PING again (and, if it was full, takes writes again); True when
+    it does, False if ``should_stop`` said so.
 
     ``error`` is the failure that sent the caller here (it counts as the first attempt). Each failed
     attempt logs one warning naming the masked URL, the error, the attempt and the next delay; the
     delay grows exponentially with jitter up to the backoff's cap, so many workers losing Redis at
-    once do not come back in lockstep.
+    once do not come back in lockstep. A full Redis answers PING, so once one was found full, only a
+    write it takes (:func:`takes_writes`) ends the wait.
     """
     backoff = backoff or EqualJitterBackoff(cap=30.0, base=1.0)
     where = masked_url(url or "")
     started = time.monotonic()
     attempt = 0
+    full = False
     while True:
         if error is None:
             try:
                 connection.ping()
-            except UNAVAILABLE as exc:
+                if full:
+                    takes_writes(connection)
+            except RedisError as exc:
+                if not is_outage(exc):
+                    raise
                 error = exc
         if error is None:
             if attempt:
                 waited = round(time.monotonic() - started, 1)
-                log(logger, f"Redis at {where} answers again after {attempt} failed attempts ({waited} s)",
+                again = "takes writes again" if full else "answers again"
+                log(logger, f"Redis at {where} {again} after {attempt} failed attempts ({waited} s)",
                     logging.WARNING, redis=where, attempts=attempt, waited_s=waited)
             return True
         attempt += 1
+        full = full or is_full(error)
         delay = round(backoff.compute(attempt), 2)
         reason = _scrub(describe(error), url or "")
-        log(logger, f"Redis at {where} is unavailable ({reason}); attempt {attempt}, retrying in {delay} s",
-            logging.WARNING, redis=where, error=reason, attempt=attempt, retry_in_s=delay)
+        state = ("is full: it refuses writes until memory is freed or maxmemory raised" if is_full(error)
+                 else "is unavailable")
+        log(logger, f"Redis at {where} {state} ({reason}); attempt {attempt}, retrying in {delay} s",
+            logging.WARNING, redis=where, error=reason, attempt=attempt, retry_in_s=delay, full=is_full(error))
         error = None
         if should_stop():
             return False

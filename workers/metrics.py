@@ -135,8 +135,11 @@ class ShopCollector(Collector):
         yield ok
 
 
-def _registry(connection: Redis, queue_name: str) -> CollectorRegistry:
-    """This process's metrics (or all processes' in multiprocess mode) and the queue gauges."""
+def _registry(connection: Redis, queue_name: str, stores: Iterable[str]) -> CollectorRegistry:
+    """This process's metrics (or all processes' in multiprocess mode), the queue gauges and the Redis
+    server's (eviction policy, persistence, memory: :mod:`workers.redis_checks`)."""
+    from workers.redis_checks import RedisServerCollector
+
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         MultiProcessCollector(registry)
@@ -144,12 +147,13 @@ def _registry(connection: Redis, queue_name: str) -> CollectorRegistry:
         registry.register(REGISTRY)
     registry.register(QueueCollector(connection, queue_name))
     registry.register(ShopCollector(connection))
+    registry.register(RedisServerCollector(connection, stores))
     return registry
 
 
-def render(connection: Redis, queue_name: str) -> tuple[bytes, str]:
-    """The metrics page (the web app's ``/metrics``)."""
-    return generate_latest(_registry(connection, queue_name)), CONTENT_TYPE_LATEST
+def render(connection: Redis, queue_name: str, stores: Iterable[str] = ()) -> tuple[bytes, str]:
+    """The metrics page (the web app's ``/metrics``); ``stores`` give the Redis gauges the rate of orders."""
+    return generate_latest(_registry(connection, queue_name, stores)), CONTENT_TYPE_LATEST
 
 
 # The answer to a scrape without the token (body, status, headers).
@@ -188,11 +192,11 @@ class _Quiet(WSGIRequestHandler):
 
 
 def serve_metrics(port: int, connection: Redis, queue_name: str, token: bytes | None = None,
-                  host: str = "0.0.0.0") -> WSGIServer:
+                  host: str = "0.0.0.0", stores: Iterable[str] = ()) -> WSGIServer:
     """Serve the metrics page on ``port`` from a background thread (the workers' ``--metrics-port``);
-    with ``token``, only to scrapes bearing it. prometheus-client's ``start_http_server`` takes no
-    token, so this is its server with the check in front."""
-    app: WsgiApp = make_wsgi_app(_registry(connection, queue_name))
+    with ``token``, only to scrapes bearing it; ``stores`` give the Redis gauges the rate of orders.
+    prometheus-client's ``start_http_server`` takes no token, so this is its server with the check in front."""
+    app: WsgiApp = make_wsgi_app(_registry(connection, queue_name, stores))
     if token:
         app = _bearer_only(app, token)
     server = make_server(host, port, app, ThreadingWSGIServer, handler_class=_Quiet)

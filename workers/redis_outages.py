@@ -10,6 +10,12 @@ worker waits in :func:`workers.connection.wait_for_redis` (capped, jittered back
 attempt) and carries on with the same step when Redis answers. A stop request (SIGTERM) ends the
 wait and the worker as usual.
 
+A full Redis (``maxmemory`` reached under ``noeviction``) is an outage too, not a crash: it answers
+reads but refuses writes with ``OOM command not allowed``, which RQ's loop (its wait for a job
+included) takes for an unhandled exception and quits on. The same steps wait until Redis takes a
+write again. RQ writes each of its bookkeeping steps in one MULTI/EXEC, and Redis refuses the whole
+transaction when one command of it needs memory, so a refused step leaves nothing half-written.
+
 A job that Redis vanished under is left where RQ left it: "started", its execution's heartbeat
 running out. When it has (job timeout + ``worker_heartbeat_grace``), RQ's maintenance retries it as
 it retries a dead worker's job, and the ledger's in-flight marks make the retry ask Loyalty.lt
@@ -25,13 +31,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from redis.backoff import EqualJitterBackoff
+from redis.exceptions import RedisError
 from rq.exceptions import StopRequested
 from rq.job import Job
 from rq.queue import Queue
 from rq.worker import WorkerStatus
 
 from config.log_format import log
-from workers.connection import UNAVAILABLE, describe, masked_url, wait_for_redis
+from workers.connection import describe, is_full, is_outage, masked_url, wait_for_redis
 
 if TYPE_CHECKING:
     from rq.executions import Execution
@@ -65,11 +72,13 @@ class RidesOutRedisOutages(_Base):
             raise StopRequested()
 
     def _through_outages(self, step: Callable[..., T], *args: Any) -> T:
-        """Run one step of RQ's loop; if Redis is gone, wait for it and run the step again."""
+        """Run one step of RQ's loop; if Redis is gone (or full), wait for it and run the step again."""
         while True:
             try:
                 return step(*args)
-            except UNAVAILABLE as exc:
+            except RedisError as exc:
+                if not is_outage(exc):
+                    raise
                 self.wait_for_redis(exc)
 
     # The steps of RQ's work loop that talk to Redis outside its own wait for a job. Each is safe to
@@ -80,6 +89,11 @@ class RidesOutRedisOutages(_Base):
 
     def run_maintenance_tasks(self) -> None:
         self._through_outages(super().run_maintenance_tasks)
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
+        # RQ rides out a lost connection here itself, but not a full Redis: its BLMOVE is a write. A job
+        # moved just before a refusal is in RQ's intermediate queue, which RQ's maintenance recovers.
+        return self._through_outages(super().dequeue_job_and_maintain_ttl, timeout, max_idle_time)
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         if pipeline is not None:  # only queues commands; whoever executes the pipeline handles errors
@@ -99,14 +113,18 @@ class RidesOutRedisOutages(_Base):
         self._through_outages(super().maintain_heartbeats, job, execution)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
-        """Run the job; if Redis went away during its bookkeeping, leave the job to RQ and wait for Redis."""
+        """Run the job; if Redis went away (or filled up) during its bookkeeping, leave the job to RQ and
+        wait for Redis."""
         try:
             super().execute_job(job, queue)
-        except UNAVAILABLE as exc:
+        except RedisError as exc:
+            if not is_outage(exc):
+                raise
             if self.horse_pid:  # a forking worker's horse may still be running: let it finish first
                 self.wait_for_horse()
                 self._horse_pid = 0
-            log(logger, f"job {job.id}: Redis went away while it ran; RQ retries it once its heartbeat runs "
+            what = "Redis refused its writes (full)" if is_full(exc) else "Redis went away"
+            log(logger, f"job {job.id}: {what} while it ran; RQ retries it once its heartbeat runs "
                         "out (job timeout + grace)", logging.WARNING, job_id=job.id,
                 redis=masked_url(self.redis_url or ""), error=describe(exc))
             self.executions.clear()  # the execution is RQ's to clean up now, from the registry
@@ -116,7 +134,7 @@ class RidesOutRedisOutages(_Base):
     def _pubsub_exception_handler(self, exc: Exception, pubsub: Any, pubsub_thread: Any) -> None:
         """RQ's handler for its command-channel thread logs every 2 s of an outage (and lets a timeout kill
         the thread); the main loop already reports the outage once per attempt, so this one retries quietly."""
-        if isinstance(exc, UNAVAILABLE):
+        if is_outage(exc):
             time.sleep(2.0)
             return
         super()._pubsub_exception_handler(exc, pubsub, pubsub_thread)
@@ -125,7 +143,9 @@ class RidesOutRedisOutages(_Base):
         """RQ's teardown; when Redis is gone the worker's record cannot be updated and expires on its own."""
         try:
             super().teardown()
-        except UNAVAILABLE as exc:
+        except RedisError as exc:
+            if not is_outage(exc):
+                raise
             log(logger, "stopping without Redis: the worker's registration expires by itself", logging.WARNING,
                 redis=masked_url(self.redis_url or ""), error=describe(exc))
             if self.pubsub_thread is not None:

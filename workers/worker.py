@@ -12,15 +12,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker, Worker
 from rq.job import Job
 from rq.worker_pool import WorkerPool
 
 from config.log_format import log
 from workers import context
-from workers.connection import UNAVAILABLE, describe, wait_for_redis
+from workers.connection import describe, is_outage, wait_for_redis
 from workers.context import WorkerContext
 from workers.metrics import serve_metrics, token_of
+from workers.redis_checks import warn_at_start
 from workers.redis_outages import RidesOutRedisOutages
 from workers.shop.tasks import ShopTasks
 
@@ -76,7 +78,8 @@ def run_worker(ctx: WorkerContext, *, burst: bool = False, processes: int = 1, f
     """
     context.install(ctx)
     if metrics_port:
-        serve_metrics(metrics_port, ctx.connection, ctx.settings.queue_name, token_of(ctx.settings))
+        serve_metrics(metrics_port, ctx.connection, ctx.settings.queue_name, token_of(ctx.settings),
+                      stores=ctx.stores)
     base = BridgeForkingWorker if fork else BridgeWorker
     # A subclass carrying this process's settings (RQ's pool builds workers from a class).
     options: dict[str, Any] = {"heartbeat_grace": ctx.settings.worker_heartbeat_grace,
@@ -87,8 +90,11 @@ def run_worker(ctx: WorkerContext, *, burst: bool = False, processes: int = 1, f
     worker_class: type[BridgeWorker] | type[BridgeForkingWorker] = type(base.__name__, (base,), options)
     queue = Queue(ctx.settings.queue_name, connection=ctx.connection)
     error: BaseException | None = None
+    checked = False
     while True:
         wait_for_redis(ctx.connection, ctx.settings.redis_url, error=error, backoff=worker_class.redis_backoff())
+        if not checked:  # an evicting policy, no persistence, too little memory: said once, at start
+            checked = warn_at_start(ctx.connection, ctx.stores, "worker") is not None
         if processes > 1:
             pool = WorkerPool([queue], connection=ctx.connection, num_workers=processes,
                               worker_class=worker_class)
@@ -97,9 +103,12 @@ def run_worker(ctx: WorkerContext, *, burst: bool = False, processes: int = 1, f
         worker = worker_class([queue], connection=ctx.connection)
         try:
             return worker.work(burst=burst, with_scheduler=True, logging_level=logging_level)
-        except UNAVAILABLE as exc:
-            # Redis went away while RQ registered the worker or started its scheduler, before its
-            # loop: start afresh once Redis is back (the half-registered worker expires by itself).
-            log(logger, "Redis went away while the worker started", logging.WARNING, error=describe(exc))
+        except RedisError as exc:
+            if not is_outage(exc):
+                raise
+            # Redis went away (or was full) while RQ registered the worker or started its scheduler,
+            # before its loop: start afresh once Redis is back (the half-registered worker expires by itself).
+            log(logger, "Redis went away (or refused writes) while the worker started", logging.WARNING,
+                error=describe(exc))
             worker.teardown()
             error = exc

@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -75,8 +75,9 @@ VARIANTS = {
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_the_probe_passes_in_each_variant_says_what_differs_and_leaves_the_card_as_it_was(
-        variant: str, tmp_path: Path, redis_url: str, redis_conn: Redis) -> None:
+        variant: str, tmp_path: Path, redis_url: str, redis_conn: Redis, redis_config: Callable[..., None]) -> None:
     config, differing = VARIANTS[variant]
+    redis_config(save="3600 1")  # the test Redis persists nothing, which `check` rightly fails
     with SandboxServer(SandboxConfig(**config, rate_limit_per_minute=FAST)) as sandbox:
         env = stores_env(tmp_path, redis_url, sandbox.url, FAST)
         report = probe(env)

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -137,7 +137,9 @@ def test_replay_of_references_queues_their_kept_payloads(env: dict[str, str], ct
     assert ctx.ledger.get("coffee-woo", "WC-4210").award is not None
 
 
-def test_check_validates_each_store(env: dict[str, str], sandbox: SandboxServer) -> None:
+def test_check_validates_each_store(env: dict[str, str], sandbox: SandboxServer,
+                                   redis_config: Callable[..., None]) -> None:
+    redis_config(save="3600 1")  # the test Redis persists nothing, which `check` rightly fails
     ok = cli(env, "check")
     assert ok.exit_code == 0, ok.output
     assert "coffee-woo" in ok.output and "partner 'Sandbox Partner'" in ok.output
