@@ -107,7 +107,8 @@ def test_woocommerce_backfill_awards_refunds_and_cancels_and_twice_costs_nothing
     before = calls(sandbox)
     again = read_window(ctx, store, api(ctx, "coffee-woo"), EARLY, LATE, task="backfill")
     run_jobs(ctx)
-    assert (again.events_queued, again.already_known) == (0, 4)
+    # Nothing changed at the shop: no order is fed again.
+    assert (again.orders_unchanged, again.orders_read, again.events_queued) == (3, 0, 0)
     assert calls(sandbox) == before
 
 
@@ -126,7 +127,7 @@ def test_shopify_backfill_yields_the_award_each_refund_and_the_cancellation(
     assert {k: v.points for k, v in record.refunds.items()} == {"929361465": 0, "929361467": 0,
                                                                 "929361466": 0, "cancel": 0}
     assert calls(sandbox) == 0
-    assert read_window(ctx, store, api(ctx, "coffee-shopify"), EARLY, LATE, task="backfill").already_known == 5
+    assert read_window(ctx, store, api(ctx, "coffee-shopify"), EARLY, LATE, task="backfill").orders_unchanged == 1
 
 
 def test_a_dry_run_queues_nothing(ctx: WorkerContext, shops: ShopsServer) -> None:
@@ -160,7 +161,7 @@ class FakeApi:
         self.windows: list[tuple[datetime, datetime]] = []
         self.pages = pages or []
 
-    def orders(self, since: datetime, until: datetime) -> Iterator[OrdersPage]:
+    def orders(self, since: datetime, until: datetime, **_: Any) -> Iterator[OrdersPage]:
         self.windows.append((since, until))
         if isinstance(self.pages, Exception):
             raise self.pages
