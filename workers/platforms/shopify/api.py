@@ -18,7 +18,7 @@ signature is the app's client secret, which no API call sets: ``secret`` is igno
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, Unpack
 from urllib.parse import urlsplit
@@ -322,7 +322,7 @@ class ShopifyApi:
             yield OrdersPage(orders=[self._whole(n) for gid, n in chunk.items() if gid not in unchanged], total=total,
                              unchanged=len(unchanged))
 
-    def _bulk_run(self, query: str, total: int | None) -> Iterator[OrdersPage]:
+    def _bulk_run(self, query: str, total: int | None) -> Generator[OrdersPage, None, bulk.BulkOperation]:
         """Start the bulk query (waiting for the shop's slot) and poll it until it is done; returns it.
 
         Yields a page without orders after each poll, for progress and the caller's lock.
