@@ -28,6 +28,7 @@ from tests.conftest import SHOPIFY_SECRET, WOO_SECRETS, fixture_json, run_jobs
 from workers import context
 from workers.context import WorkerContext
 from workers.platforms.shop_api import OrdersPage, ShopGarbled, ShopRefused, ShopRetryLater, shop_api_for
+from workers.platforms.shopify.api import ShopifyApi
 from workers.shop import subscriptions
 from workers.shop.state import ShopState
 from workers.shop.sync import read_window, sync_store
@@ -218,6 +219,16 @@ def test_a_bulk_query_already_running_is_waited_for_then_named(ctx: WorkerContex
                     LATE, task="backfill", bulk=True)
     shop.bulk.start("{ orders { edges { node { id } } } }", None)  # refused: the slot is held
     assert len(shop.bulk.operations) == 1
+
+
+def test_a_sync_window_of_many_orders_is_read_through_a_bulk_operation(ctx: WorkerContext,
+                                                                      shops: ShopsServer) -> None:
+    shop = shopify_with(shops, "orders_paid_contact_email", "orders_cancelled", "orders_paid_gift_card")
+    store = ctx.stores["coffee-shopify"]
+    client = ShopifyApi(store.shop_url or "", TOKEN, bulk_from=2)  # after an outage: more than it reads alone
+    summary = read_window(ctx, store, client, EARLY, LATE, task="sync")
+    assert (summary.orders_read, summary.orders_total) == (3, 3)
+    assert shop.snapshot()["operations"]["BridgeBulkRun"] == 1 and "BridgeOrder" not in shop.snapshot()["operations"]
 
 
 def test_the_sync_does_not_read_an_order_again_until_it_changes(ctx: WorkerContext, shops: ShopsServer,
