@@ -3,6 +3,9 @@ it, a file cut short, rows the bridge cannot have asked for; and the emulator's 
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
 
 from bridge.sandbox.bulk_operations import rule_errors
@@ -11,14 +14,21 @@ from workers.platforms.shopify import bulk
 ORDER_1, ORDER_2 = "gid://shopify/Order/1", "gid://shopify/Order/2"
 
 
+def lines(*rows: dict[str, Any]) -> list[bytes]:
+    return [json.dumps(row).encode() for row in rows]
+
+
 def test_children_are_put_under_their_order_wherever_they_come_in_the_file() -> None:
-    rows = [{"id": ORDER_1, "name": "#1"}, {"id": ORDER_2, "name": "#2"},
-            {"__typename": "LineItem", "id": "gid://shopify/LineItem/20", "__parentId": ORDER_2},
-            {"__typename": "LineItem", "id": "gid://shopify/LineItem/10", "__parentId": ORDER_1},
-            {"__typename": "DiscountCodeApplication", "index": 0, "code": "X", "__parentId": ORDER_1},
-            {"__typename": "ShippingLine", "id": "gid://shopify/ShippingLine/11", "__parentId": ORDER_1},
-            {"__typename": "LineItem", "id": "gid://shopify/LineItem/12", "__parentId": ORDER_1}]
-    first, second = bulk.assemble(rows)
+    grouped = bulk.group(lines(
+        {"id": ORDER_1, "name": "#1"}, {"id": ORDER_2, "name": "#2"},
+        {"__typename": "LineItem", "id": "gid://shopify/LineItem/20", "__parentId": ORDER_2},
+        {"__typename": "LineItem", "id": "gid://shopify/LineItem/10", "__parentId": ORDER_1},
+        {"__typename": "DiscountCodeApplication", "index": 0, "code": "X", "__parentId": ORDER_1},
+        {"__typename": "ShippingLine", "id": "gid://shopify/ShippingLine/11", "__parentId": ORDER_1},
+        {"__typename": "LineItem", "id": "gid://shopify/LineItem/12", "__parentId": ORDER_1}))
+    assert list(grouped) == [ORDER_1, ORDER_2]
+    first, second = (bulk.assemble(order_lines) for order_lines in grouped.values())
+    assert first["name"] == "#1"
     assert [n["id"] for n in first["lineItems"]["nodes"]] == ["gid://shopify/LineItem/10", "gid://shopify/LineItem/12"]
     assert first["discountApplications"]["nodes"] == [{"index": 0, "code": "X"}]
     assert [n["id"] for n in first["shippingLines"]["nodes"]] == ["gid://shopify/ShippingLine/11"]
@@ -32,16 +42,16 @@ def test_children_are_put_under_their_order_wherever_they_come_in_the_file() -> 
 ])
 def test_a_row_the_query_cannot_have_given_is_refused(row: dict[str, str]) -> None:
     with pytest.raises(ValueError, match="not an order before it"):
-        bulk.assemble([{"id": ORDER_1}, row])
+        bulk.group(lines({"id": ORDER_1}, row))
 
 
 def test_a_file_cut_short_is_told_from_a_whole_one() -> None:
     whole = b'{"id":"gid://shopify/Order/1"}\n{"id":"gid://shopify/Order/2"}\n'
-    assert len(list(bulk.parse_lines([whole[:20], whole[20:]], len(whole)))) == 2
+    assert len(list(bulk.read_lines([whole[:20], whole[20:]], len(whole)))) == 2
     with pytest.raises(bulk.PartialFile, match="ends mid-line"):
-        list(bulk.parse_lines([whole[:40]], len(whole)))
+        list(bulk.read_lines([whole[:40]], len(whole)))
     with pytest.raises(bulk.PartialFile, match="31 of 62 bytes"):
-        list(bulk.parse_lines([whole[:31]], len(whole)))
+        list(bulk.read_lines([whole[:31]], len(whole)))
 
 
 def test_the_emulator_refuses_what_shopify_refuses_and_runs_the_bridges_query() -> None:

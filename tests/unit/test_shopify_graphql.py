@@ -33,9 +33,9 @@ def served(order: dict[str, Any]) -> dict[str, Any]:
 def bulk_served(order: dict[str, Any]) -> dict[str, Any]:
     """The order as a bulk operation's file gives it, one JSON line a row, rebuilt from ``__parentId``
     by the client; its refunds (ids only in the file) as the client then reads each alone."""
-    lines = [json.dumps(row) for row in rows_of(order_node(order, len(order.get("line_items") or []) or 1))]
-    [node] = bulk.assemble(json.loads(line) for line in lines)
-    return {**node, "refunds": served(order)["refunds"]}
+    lines = [json.dumps(row).encode() for row in rows_of(order_node(order, len(order.get("line_items") or []) or 1))]
+    [grouped] = bulk.group(lines).values()
+    return {**bulk.assemble(grouped), "refunds": served(order)["refunds"]}
 
 
 READINGS = {"graphql": served, "bulk": bulk_served}

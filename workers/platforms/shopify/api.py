@@ -308,11 +308,11 @@ class ShopifyApi:
         count = self._graphql("BridgeOrdersCount", bulk.ORDERS_COUNT, {"query": search}).get("ordersCount")
         total = count.get("count") if isinstance(count, dict) and isinstance(count.get("count"), int) else None
         query = bulk.orders_query(search)
-        rows: list[dict[str, Any]] = []
+        orders: dict[str, list[bytes]] = {}
         for attempt in (1, 2):
             operation = yield from self._bulk_run(query, total)
             try:
-                rows = self._bulk_rows(operation)
+                orders = self._bulk_file(operation)
                 break
             except bulk.ExpiredFile as exc:
                 if attempt == 2:
@@ -320,12 +320,9 @@ class ShopifyApi:
                                          f"({exc}), twice", method="GET", path="(bulk result)") from None
                 yield OrdersPage(orders=[], total=total, status=f"the result's address expired ({exc}): "
                                                                "running the bulk query again")
-        try:
-            nodes = bulk.assemble(rows)
-        except ValueError as exc:
-            raise ShopGarbled(f"bulk result: {exc}", method="GET", path="(bulk result)") from None
-        for start in range(0, len(nodes), BULK_PAGE):
-            chunk = {str(n.get("id")): n for n in nodes[start:start + BULK_PAGE]}
+        gids = list(orders)
+        for start in range(0, len(gids), BULK_PAGE):
+            chunk = {gid: bulk.assemble(orders.pop(gid)) for gid in gids[start:start + BULK_PAGE]}
             unchanged = self._unchanged({gid: gql.updated_at(n) for gid, n in chunk.items()}, known)
             yield OrdersPage(orders=[self._whole(n) for gid, n in chunk.items() if gid not in unchanged], total=total,
                              unchanged=len(unchanged))
@@ -391,21 +388,21 @@ class ShopifyApi:
         return (f"bulk operation {first.id} ({first.status} since {first.created_at or '?'}, "
                 f"{first.object_count} objects so far)")
 
-    def _bulk_rows(self, operation: bulk.BulkOperation) -> list[dict[str, Any]]:
-        """The rows of a completed operation's file; downloads it once more when it arrives short."""
+    def _bulk_file(self, operation: bulk.BulkOperation) -> dict[str, list[bytes]]:
+        """A completed operation's file, its lines by order; downloads it once more when it arrives short."""
         if operation.url is None:
             if not operation.root_object_count:
-                return []  # nothing matched: Shopify gives no file
+                return {}  # nothing matched: Shopify gives no file
             raise bulk.ExpiredFile("the operation gives no address")
         for attempt in (1, 2):
             try:
-                return list(bulk.parse_lines(self._download(operation.url), operation.file_size))
+                return bulk.group(bulk.read_lines(self._download(operation.url), operation.file_size))
             except bulk.PartialFile as exc:
                 if attempt == 2:
                     raise ShopRetryLater(f"the result of bulk operation {operation.id} arrived incomplete twice "
                                          f"({exc})", method="GET", path="(bulk result)") from None
             except ValueError as exc:
-                raise ShopGarbled(f"the result of bulk operation {operation.id} is not JSONL ({exc})",
+                raise ShopGarbled(f"the result of bulk operation {operation.id} cannot be read ({exc})",
                                   method="GET", path="(bulk result)") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
