@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
 
 # How long `bridge backfill` waits for a sync of the same store to finish.
 LOCK_WAIT = 120.0
+# A backfill shows a progress bar once it has taken this long (a quick one prints its summary only).
+PROGRESS_AFTER = 1.0
 
 
 def _store(state: CliState, store_id: str) -> StoreConfig:
@@ -129,14 +132,21 @@ def backfill(state: CliState, store_id: str, since: datetime, until: datetime | 
     shop_state = ShopState(ctx.connection)
     lock = shop_state.lock(store.id)
     bar: Any = None
+    status = ""
+    started = time.monotonic()
 
     def progress(page: Any, summary: Any) -> None:
-        nonlocal bar
-        if bar is None and page.total and not as_json and sys.stderr.isatty():
-            bar = click.progressbar(length=page.total, label=f"Reading {store.id}'s orders", file=sys.stderr)
+        """Click's progress bar on a terminal (not with --json): orders read and queued, the bulk status."""
+        nonlocal bar, status
+        status = page.status or status
+        if bar is None and page.total and not as_json and sys.stderr.isatty() \
+                and time.monotonic() - started > PROGRESS_AFTER:
+            bar = click.progressbar(length=page.total, label=f"Reading {store.id}'s orders", file=sys.stderr,
+                                    show_pos=True, item_show_func=lambda _: "; ".join(
+                                        filter(None, [f"queued {summary.events_queued}", status])))
             bar.__enter__()
         if bar is not None:
-            bar.update(len(page.orders))
+            bar.update(summary.orders_read + summary.orders_unchanged - bar.pos)
 
     try:
         if not lock.acquire(blocking=True, blocking_timeout=LOCK_WAIT):
@@ -144,7 +154,7 @@ def backfill(state: CliState, store_id: str, since: datetime, until: datetime | 
                                        "try again in a moment")
         try:
             summary = read_window(ctx, store, api, start, end, task="backfill", dry_run=dry_run, lock=lock,
-                                  on_page=progress)
+                                  bulk=True, on_page=progress)
         finally:
             if bar is not None:
                 bar.__exit__(None, None, None)

@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     # The longest a shop API call waits out a rate limit (Retry-After, Shopify's cost bucket) before
     # the run gives up and tries again next time.
     shop_max_wait: float = Field(default=60.0, ge=0)
+    # The longest a backfill waits for Shopify to run its bulk operation (a large shop's months of
+    # orders take minutes; Shopify allows one ten days).
+    shop_bulk_max_wait: float = Field(default=4 * 3600.0, ge=0)
     shopify_api_version: str = Field(default="2026-04", pattern=r"^\d{4}-\d{2}$|^unstable$")
 
     log_level: str = "INFO"

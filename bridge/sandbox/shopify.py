@@ -5,14 +5,18 @@ serves them as the GraphQL Admin API would: ``MoneyBag`` money with amounts like
 ``gid://`` ids, upper-case enums, connections, UTC times, refunded shipping as
 ``refundShippingLines``. The GraphQL endpoint is ``/shopify/<shop>/admin/api/<version>/graphql.json``
 (so a store's ``shop_url`` is ``http://<host>/shopify/<shop>``). It answers the bridge's operations by
-their names (``BridgeCheck``, ``BridgeOrders``, ``BridgeOrder``, ``BridgeOrderLines``, ``BridgeRefund``,
-``BridgeWebhooks``, ``BridgeWebhookCreate``, ``BridgeWebhookUpdate``) with every field those queries
-ask for; any other operation gets a GraphQL error. It is not a GraphQL engine, but it prices each
+their names (``BridgeCheck``, ``BridgeOrders``, ``BridgeOrdersCount``, ``BridgeOrder``,
+``BridgeOrderLines``, ``BridgeRefund``, ``BridgeWebhooks``, ``BridgeWebhookCreate``,
+``BridgeWebhookUpdate``, and the bulk operations' ``BridgeBulkRun``, ``BridgeBulkOperation``,
+``BridgeBulkRunning``: :mod:`bridge.sandbox.bulk_operations`) with every field those queries ask
+for; any other operation gets a GraphQL error. It is not a GraphQL engine, but it prices each
 query from its text as Shopify does (:mod:`bridge.sandbox.query_cost`) and refuses one over the
 single-query limit (``MAX_COST_EXCEEDED``), so a query too greedy for Shopify fails here too.
 
 As Shopify does: ``X-Shopify-Access-Token`` or 401; ``ACCESS_DENIED`` without ``read_orders``; a leaky
-cost bucket (``extensions.cost``), answering ``THROTTLED`` when a query costs more than is left;
+cost bucket (``extensions.cost``) refilled at the rate Shopify publishes for the shop's plan
+(``plan``, Standard by default: 100 points a second), answering ``THROTTLED`` when a query costs
+more than is left;
 ``updated_at`` search filters and cursor paging; subscriptions whose deliveries are signed with the
 app's client secret (``X-Shopify-Hmac-Sha256``) and carry ``X-Shopify-Topic``, ``-Shop-Domain``,
 ``-Webhook-Id``, ``-Event-Id``, ``-Triggered-At``, ``-API-Version``; after ``max_failures``
@@ -36,7 +40,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from pydantic import BaseModel, Field
@@ -44,12 +48,12 @@ from werkzeug.exceptions import abort
 
 from graphql import GraphQLSyntaxError
 
+from bridge.sandbox.bulk_operations import FAILURES, BulkOperations, matching, rows_of
 from bridge.sandbox.deliveries import Deliverer, Outgoing
 from bridge.sandbox.query_cost import SINGLE_QUERY_LIMIT, actual_cost, first_of, requested_cost
 
 TOPICS = {"ORDERS_PAID": "orders/paid", "REFUNDS_CREATE": "refunds/create", "ORDERS_CANCELLED": "orders/cancelled"}
 PAID = {"paid", "partially_refunded", "refunded"}
-_FILTER = re.compile(r"updated_at:(>=|<=|>|<)'?([^' ]+)'?")
 LINES_PAGE = 100
 API_VERSION = "2026-04"
 
@@ -63,9 +67,21 @@ class ShopifyShopConfig(BaseModel):
     scopes: list[str] = Field(default_factory=lambda: ["read_orders"])
     currency: str = "EUR"
     max_failures: int = Field(8, ge=1)
-    # The query cost bucket: what it holds and how fast it refills (points per second).
+    # The shop's plan sets how fast its query cost bucket refills (shopify.dev, "GraphQL Admin API
+    # rate limits", 2026: points a second per app and shop); `restore_rate` overrides it.
+    plan: Literal["standard", "advanced", "plus", "enterprise"] = "standard"
+    restore_rate: float | None = Field(None, gt=0)
+    # What the bucket holds. Shopify's table gives rates only; 1,000 is the single-query limit, the
+    # least a bucket must hold for every query to start, so the emulator is never kinder than Shopify.
     bucket_size: float = Field(1000.0, gt=0)
-    restore_rate: float = Field(50.0, gt=0)
+
+    @property
+    def rate(self) -> float:
+        """The bucket's refill, points per second."""
+        return self.restore_rate or PLAN_RATES[self.plan]
+
+
+PLAN_RATES = {"standard": 100.0, "advanced": 200.0, "plus": 1000.0, "enterprise": 2000.0}
 
 
 # --- REST → GraphQL ----------------------------------------------------------------------------------
@@ -277,7 +293,7 @@ class ShopifyShop:
     """The shop's orders (REST shape), subscriptions and cost bucket. One lock guards them."""
 
     def __init__(self, config: ShopifyShopConfig, deliverer: Deliverer, clock: Callable[[], datetime] = _now,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic, base_url: Callable[[], str] = str) -> None:
         self.config = config
         self.deliverer = deliverer
         self.clock = clock
@@ -289,6 +305,10 @@ class ShopifyShop:
         self._bucket = (config.bucket_size, monotonic())
         self.throttled = 0
         self.requests = 0
+        self.points = 0.0  # every query's actual cost, drawn from the bucket
+        self.operations: dict[str, int] = {}  # requests by operation name
+        self.base_url = base_url  # the shop's own address (bulk results are served under it)
+        self.bulk = BulkOperations(config.name, lambda n: f"{self.base_url()}/_bulk/{n}.jsonl", clock)
 
     @property
     def domain(self) -> str:
@@ -385,7 +405,7 @@ class ShopifyShop:
         """The bucket now, refilled since it was last drawn from."""
         level, at = self._bucket
         now = self.monotonic()
-        level = min(self.config.bucket_size, level + (now - at) * self.config.restore_rate)
+        level = min(self.config.bucket_size, level + (now - at) * self.config.rate)
         self._bucket = (level, now)
         return level
 
@@ -393,9 +413,10 @@ class ShopifyShop:
         """``extensions.cost`` after drawing ``actual`` from the bucket (None: throttled, nothing drawn)."""
         level = self._level() - (actual or 0)
         self._bucket = (level, self._bucket[1])
+        self.points += actual or 0
         return {"requestedQueryCost": requested, "actualQueryCost": actual,
                 "throttleStatus": {"maximumAvailable": self.config.bucket_size,
-                                   "currentlyAvailable": round(level, 1), "restoreRate": self.config.restore_rate}}
+                                   "currentlyAvailable": round(level, 1), "restoreRate": self.config.rate}}
 
     def graphql(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
         """The answer body of one operation (errors included), with its cost as Shopify computes it."""
@@ -403,7 +424,9 @@ class ShopifyShop:
             "BridgeCheck": self._check, "BridgeOrders": self._orders, "BridgeOrder": self._order_by_id,
             "BridgeOrderLines": self._order_lines, "BridgeRefund": self._refund_by_id,
             "BridgeWebhooks": self._webhooks, "BridgeWebhookCreate": self._create,
-            "BridgeWebhookUpdate": self._update,
+            "BridgeWebhookUpdate": self._update, "BridgeOrdersCount": self._orders_count,
+            "BridgeBulkRun": self._bulk_run, "BridgeBulkOperation": self._bulk_operation,
+            "BridgeBulkRunning": self._bulk_running,
         }
         match = re.search(r"\b(?:query|mutation)\s+(\w+)", query)
         operation = match.group(1) if match else ""
@@ -420,6 +443,7 @@ class ShopifyShop:
                                                "maxCost": SINGLE_QUERY_LIMIT}}]}
         with self._lock:
             self.requests += 1
+            self.operations[operation] = self.operations.get(operation, 0) + 1
             # The requested cost must be in the bucket for the query to start; what it then draws is
             # what the answer actually holds.
             if self._level() < requested:
@@ -446,13 +470,7 @@ class ShopifyShop:
 
     def _orders(self, variables: dict[str, Any], query: str) -> dict[str, Any]:
         self._may_read_orders()
-        bounds = _FILTER.findall(str(variables.get("query") or ""))
-        found = []
-        for order in self.orders.values():
-            moment = datetime.fromisoformat(order["updated_at"])
-            if all(_compare(moment, op, datetime.fromisoformat(value)) for op, value in bounds):
-                found.append(order)
-        found.sort(key=lambda o: (datetime.fromisoformat(o["updated_at"]), o["id"]))
+        found = matching(list(self.orders.values()), str(variables.get("query") or ""))
         after = variables.get("after")
         if after:
             start = int(base64.b64decode(after).decode())
@@ -468,6 +486,28 @@ class ShopifyShop:
         if variables.get("withCount"):
             data["ordersCount"] = {"count": len(found)}
         return data
+
+    def _orders_count(self, variables: dict[str, Any], query: str) -> dict[str, Any]:
+        self._may_read_orders()
+        return {"ordersCount": {"count": len(matching(list(self.orders.values()), str(variables.get("query") or "")))}}
+
+    # --- bulk operations (bridge.sandbox.bulk_operations) ---
+
+    def _bulk_rows(self, query: str) -> list[list[dict[str, Any]]]:
+        """The rows of each order the bulk query's search finds (read under the lock, as it runs)."""
+        with self._lock:
+            found = matching(list(self.orders.values()), query)
+            return [rows_of(order_node(o, len(o.get("line_items") or []) or 1)) for o in found]
+
+    def _bulk_run(self, variables: dict[str, Any], query: str) -> dict[str, Any]:
+        self._may_read_orders()
+        return {"bulkOperationRunQuery": self.bulk.start(str(variables.get("query") or ""), self._bulk_rows)}
+
+    def _bulk_operation(self, variables: dict[str, Any], query: str) -> dict[str, Any]:
+        return {"bulkOperation": self.bulk.find(variables.get("id"))}
+
+    def _bulk_running(self, variables: dict[str, Any], query: str) -> dict[str, Any]:
+        return {"bulkOperations": {"nodes": self.bulk.running()}}
 
     def _order_by_id(self, variables: dict[str, Any], query: str) -> dict[str, Any]:
         self._may_read_orders()
@@ -546,11 +586,9 @@ class ShopifyShop:
         with self._lock:
             return {"platform": "shopify", "name": self.config.name, "orders": len(self.orders),
                     "subscriptions": [dict(s) for s in self.subscriptions.values()], "requests": self.requests,
-                    "throttled": self.throttled}
-
-
-def _compare(moment: datetime, op: str, bound: datetime) -> bool:
-    return {">=": moment >= bound, "<=": moment <= bound, ">": moment > bound, "<": moment < bound}[op]
+                    "throttled": self.throttled, "plan": self.config.plan, "restore_rate": self.config.rate,
+                    "points": round(self.points, 1), "operations": dict(self.operations),
+                    "bulk_operations": self.bulk.snapshot(), "bulk_downloads": self.bulk.downloads}
 
 
 # --- HTTP ------------------------------------------------------------------------------------------
@@ -608,6 +646,27 @@ def emulator_cancel(shop: str, order_id: int) -> Response | tuple[Response, int]
         return jsonify(_shop(shop).cancel(order_id, deliver=_deliver()))
     except GraphQLError as exc:
         return jsonify(errors=exc.message), 404
+
+
+@blueprint.get("/_bulk/<int:number>.jsonl")
+def bulk_result(shop: str, number: int) -> Response:
+    """A bulk operation's result file (Shopify serves it from signed storage URLs, without the token)."""
+    status, body = _shop(shop).bulk.download(number)
+    return Response(body, status=status, content_type="application/jsonl" if status == 200 else "application/xml")
+
+
+@blueprint.post("/_emulator/bulk")
+def emulator_bulk(shop: str) -> Response | tuple[Response, int]:
+    """``{"fail_next": "FAILED:TIMEOUT" | "CANCELED" | "EXPIRED_URL" | "PARTIAL" | null}`` for the next bulk
+    operation, or ``{"hold": seconds}``: start one that holds the shop's slot that long."""
+    state, body = _shop(shop), _body()
+    if "fail_next" in body:
+        if body["fail_next"] is not None and body["fail_next"] not in FAILURES:
+            return jsonify(errors=f"fail_next: one of {sorted(FAILURES)} or null"), 400
+        state.bulk.fail_next = body["fail_next"]
+    if body.get("hold"):
+        state.bulk.start("{ orders { edges { node { id } } } }", None, hold=float(body["hold"]))
+    return jsonify(state.snapshot())
 
 
 @blueprint.get("/_emulator/state")

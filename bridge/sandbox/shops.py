@@ -65,7 +65,8 @@ def create_shops_app(config: ShopsConfig | None = None, base_url: str = "") -> F
         shops.woocommerce[woo.name] = WooShop(woo, deliverer,
                                               base_url=partial(shops.shop_url, "woocommerce", woo.name))
     for shopify in config.shopify:
-        shops.shopify[shopify.name] = ShopifyShop(shopify, deliverer)
+        shops.shopify[shopify.name] = ShopifyShop(shopify, deliverer,
+                                                  base_url=partial(shops.shop_url, "shopify", shopify.name))
     app = Flask("bridge.sandbox.shops")
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions[EXTENSION] = shops

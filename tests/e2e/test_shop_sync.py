@@ -1,7 +1,8 @@
 """The shops' own APIs with real processes: the emulated WooCommerce and Shopify shops over HTTP, a
 gunicorn web process, `bridge worker` processes, the `bridge` command, a real Redis and the Loyalty.lt
-sandbox. An order whose webhook never arrived is awarded once, by a backfill or by the periodic
-sync, and a webhook WooCommerce disabled is found and turned back on."""
+sandbox. An order whose webhook never arrived is awarded once, by a backfill (Shopify's through a bulk
+operation, which may fail and is run again) or by the periodic sync, which reads an order once and
+then leaves it until it changes; and a webhook WooCommerce disabled is found and turned back on."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from bench.cluster import BIN, SECRETS, Cluster, wait_until
 from bridge.embedded_redis import free_port
@@ -67,6 +69,12 @@ def test_backfill_awards_an_order_placed_while_the_bridge_was_stopped_once(tmp_p
     env = {"BRIDGE_SHOP_SYNC_INTERVAL": "0", "BRIDGE_SHOP_WATCH_INTERVAL": "0"}
     with Cluster(tmp_path, webs=1, workers=1, env=env, store_fields=store_fields(shops)) as cluster:
         today = time.strftime("%Y-%m-%d", time.gmtime())
+        # Shopify's bulk operation fails halfway (its TIMEOUT): the backfill says so and queues nothing.
+        requests.post(f"{store_fields(shops)['shop']['shop_url']}/_emulator/bulk",
+                      json={"fail_next": "FAILED:TIMEOUT"}, timeout=10).raise_for_status()
+        failed = bridge(cluster, "backfill", "--store", "shop", "--since", today)
+        assert failed.returncode == 1 and "ended FAILED (TIMEOUT)" in failed.stderr, failed.stdout + failed.stderr
+        assert "nothing is lost: run the backfill again" in failed.stderr
         for store in ("woo", "shop"):
             done = bridge(cluster, "backfill", "--store", store, "--since", today)
             assert done.returncode == 0, done.stdout + done.stderr
@@ -75,9 +83,13 @@ def test_backfill_awards_an_order_placed_while_the_bridge_was_stopped_once(tmp_p
         assert purchases(cluster) == {woo_ref: 1, shop_ref: 1}
         calls = cluster.sandbox.sandbox.state.request_counts()["total"]
 
+        shopify = shops.shops.shopify["shop"].snapshot()
+        assert [op["status"] for op in shopify["bulk_operations"]] == ["FAILED", "COMPLETED"]
+        assert "BridgeOrder" not in shopify["operations"]  # read through the bulk file, not order by order
         for store in ("woo", "shop"):
             again = bridge(cluster, "backfill", "--store", store, "--since", today)
-            assert again.returncode == 0 and "events queued 0, already known 1" in again.stdout, again.stdout
+            assert again.returncode == 0, again.stdout + again.stderr
+            assert "events queued 0, already known 0, ignored 0, unchanged since last read 1" in again.stdout
         cluster.wait_drained(60)
         assert cluster.sandbox.sandbox.state.request_counts()["total"] == calls  # no second call at all
         status = bridge(cluster, "status", woo_ref, "--store", "woo")
@@ -105,6 +117,9 @@ def test_the_periodic_sync_awards_lost_orders_once_with_two_workers(tmp_path: Pa
         assert purchases(cluster) == {woo_ref: 1, shop_ref: 1, "WC-9200009": 1}
         # One run at a time across both workers: the WooCommerce server never saw two requests at once.
         assert shops.shops.woocommerce["woo"].max_in_flight == 1
+        # Every run lists the lost Shopify order; only the first read it whole.
+        shopify = shops.shops.shopify["shop"].snapshot()["operations"]
+        assert shopify["BridgeOrders"] >= 3 and shopify["BridgeOrder"] == 1, shopify
         status = bridge(cluster, "status", shop_ref, "--store", "shop")
         assert "orders/paid sync-" in status.stdout, status.stdout
         check = bridge(cluster, "check")

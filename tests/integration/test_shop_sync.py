@@ -1,9 +1,12 @@
 """Orders read from the shops' APIs take the webhooks' path: real Redis, the emulated shops and the
-Loyalty.lt sandbox over HTTP, jobs worked by RQ's own worker. Backfill, the periodic sync and its
-watermark, the per-store lock, bad input, the subscriptions (connect, check, watch) and the commands."""
+Loyalty.lt sandbox over HTTP, jobs worked by RQ's own worker. Backfill (Shopify's through a bulk
+operation, and what Shopify documents going wrong with one), the periodic sync, its watermark and
+the versions it skips, the per-store lock, bad input, the subscriptions (connect, check, watch) and
+the commands."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,7 +27,8 @@ from config.stores import Stores, build_store
 from tests.conftest import SHOPIFY_SECRET, WOO_SECRETS, fixture_json, run_jobs
 from workers import context
 from workers.context import WorkerContext
-from workers.platforms.shop_api import OrdersPage, ShopGarbled, ShopRefused, shop_api_for
+from workers.platforms.shop_api import OrdersPage, ShopGarbled, ShopRefused, ShopRetryLater, shop_api_for
+from workers.platforms.shopify.api import ShopifyApi
 from workers.shop import subscriptions
 from workers.shop.state import ShopState
 from workers.shop.sync import read_window, sync_store
@@ -107,7 +111,8 @@ def test_woocommerce_backfill_awards_refunds_and_cancels_and_twice_costs_nothing
     before = calls(sandbox)
     again = read_window(ctx, store, api(ctx, "coffee-woo"), EARLY, LATE, task="backfill")
     run_jobs(ctx)
-    assert (again.events_queued, again.already_known) == (0, 4)
+    # Nothing changed at the shop: no order is fed again.
+    assert (again.orders_unchanged, again.orders_read, again.events_queued) == (3, 0, 0)
     assert calls(sandbox) == before
 
 
@@ -126,7 +131,7 @@ def test_shopify_backfill_yields_the_award_each_refund_and_the_cancellation(
     assert {k: v.points for k, v in record.refunds.items()} == {"929361465": 0, "929361467": 0,
                                                                 "929361466": 0, "cancel": 0}
     assert calls(sandbox) == 0
-    assert read_window(ctx, store, api(ctx, "coffee-shopify"), EARLY, LATE, task="backfill").already_known == 5
+    assert read_window(ctx, store, api(ctx, "coffee-shopify"), EARLY, LATE, task="backfill").orders_unchanged == 1
 
 
 def test_a_dry_run_queues_nothing(ctx: WorkerContext, shops: ShopsServer) -> None:
@@ -149,6 +154,101 @@ def test_an_order_the_api_gives_that_cannot_be_read_ends_as_a_failed_job(ctx: Wo
     assert "total" in ctx.ledger.get("coffee-woo", "WC-4299").failed.reason  # type: ignore[union-attr]
 
 
+# --- Shopify's bulk operation ---------------------------------------------------------------------
+
+def shopify_with(shops: ShopsServer, *cases: str) -> Any:
+    shop = shops.shops.shopify["coffee-lt"]
+    for case in cases:
+        shop.create_order(fixture_json("shopify", case), deliver=False)
+    return shop
+
+
+def test_a_shopify_backfill_reads_through_one_bulk_operation_and_each_refund_alone(
+        ctx: WorkerContext, shops: ShopsServer) -> None:
+    shop = shopify_with(shops, "orders_cancelled")
+    store = ctx.stores["coffee-shopify"]
+    summary = read_window(ctx, store, api(ctx, "coffee-shopify"), EARLY, LATE, task="backfill", bulk=True)
+    assert (summary.orders_read, summary.events_queued, summary.orders_total) == (1, 5, 1)
+    calls_made = shop.snapshot()["operations"]
+    assert calls_made["BridgeBulkRun"] == 1 and calls_made["BridgeRefund"] == 3 and "BridgeOrder" not in calls_made
+    assert [op["status"] for op in shop.snapshot()["bulk_operations"]] == ["COMPLETED"]
+    # The same events as the order read alone would give: the second reading finds them all known.
+    ctx.connection.delete(*ctx.connection.keys("lb:shop:seen:*"))
+    again = read_window(ctx, store, api(ctx, "coffee-shopify"), EARLY, LATE, task="backfill")
+    assert (again.orders_read, again.events_queued, again.already_known) == (1, 0, 5)
+
+
+@pytest.mark.parametrize(("failure", "error", "said"), [
+    ("FAILED:TIMEOUT", ShopRetryLater, "ended FAILED (TIMEOUT) after 1 orders; nothing of it was used"),
+    ("CANCELED", ShopRetryLater, "ended CANCELED after 1 orders"),
+    ("FAILED:ACCESS_DENIED", ShopRefused, "failed: ACCESS_DENIED (the app needs the read_orders scope)"),
+])
+def test_a_bulk_operation_that_fails_stops_the_run_saying_why_and_feeds_nothing(
+        ctx: WorkerContext, shops: ShopsServer, failure: str, error: type[Exception], said: str) -> None:
+    shop = shopify_with(shops, "orders_paid_contact_email", "orders_cancelled", "orders_paid_gift_card")
+    shop.bulk.fail_next = failure
+    with pytest.raises(error, match=re.escape(said)):
+        read_window(ctx, ctx.stores["coffee-shopify"], api(ctx, "coffee-shopify"), EARLY, LATE, task="backfill",
+                    bulk=True)
+    assert ctx.events.queue.count == 0 and not ctx.connection.keys("lb:shop:seen:*")
+    # Nothing is lost: the next run reads it all.
+    summary = read_window(ctx, ctx.stores["coffee-shopify"], api(ctx, "coffee-shopify"), EARLY, LATE,
+                          task="backfill", bulk=True)
+    assert summary.orders_read == len(shop.orders) and summary.events_queued > 0
+
+
+@pytest.mark.parametrize(("failure", "operations", "downloads"), [("EXPIRED_URL", 2, 2), ("PARTIAL", 1, 2)])
+def test_an_expired_address_runs_the_query_again_and_a_short_file_is_downloaded_again(
+        ctx: WorkerContext, shops: ShopsServer, failure: str, operations: int, downloads: int) -> None:
+    shop = shopify_with(shops, "orders_paid")
+    shop.bulk.fail_next = failure
+    summary = read_window(ctx, ctx.stores["coffee-shopify"], api(ctx, "coffee-shopify"), EARLY, LATE,
+                          task="backfill", bulk=True)
+    assert (summary.orders_read, summary.events_queued) == (1, 1)
+    state = shop.snapshot()
+    assert (len(state["bulk_operations"]), state["bulk_downloads"]) == (operations, downloads)
+
+
+def test_a_bulk_query_already_running_is_waited_for_then_named(ctx: WorkerContext, shops: ShopsServer) -> None:
+    shop = shopify_with(shops, "orders_paid")
+    shop.bulk.start("{ orders { edges { node { id } } } }", None, hold=30)   # an earlier run's, still going
+    patient = ctx.settings.model_copy(update={"shop_max_wait": 0.5})
+    with pytest.raises(ShopRetryLater, match=r"another bulk query holds the shop's slot \(bulk operation "
+                                             r"gid://shopify/BulkOperation/1 \(RUNNING since"):
+        read_window(ctx, ctx.stores["coffee-shopify"], shop_api_for(ctx.stores["coffee-shopify"], patient), EARLY,
+                    LATE, task="backfill", bulk=True)
+    shop.bulk.start("{ orders { edges { node { id } } } }", None)  # refused: the slot is held
+    assert len(shop.bulk.operations) == 1
+
+
+def test_a_sync_window_of_many_orders_is_read_through_a_bulk_operation(ctx: WorkerContext,
+                                                                      shops: ShopsServer) -> None:
+    shop = shopify_with(shops, "orders_paid_contact_email", "orders_cancelled", "orders_paid_gift_card")
+    store = ctx.stores["coffee-shopify"]
+    client = ShopifyApi(store.shop_url or "", TOKEN, bulk_from=2)  # after an outage: more than it reads alone
+    summary = read_window(ctx, store, client, EARLY, LATE, task="sync")
+    assert (summary.orders_read, summary.orders_total) == (3, 3)
+    assert shop.snapshot()["operations"]["BridgeBulkRun"] == 1 and "BridgeOrder" not in shop.snapshot()["operations"]
+
+
+def test_the_sync_does_not_read_an_order_again_until_it_changes(ctx: WorkerContext, shops: ShopsServer,
+                                                                 sandbox: SandboxServer) -> None:
+    shop = shopify_with(shops, "orders_paid_contact_email", "orders_cancelled")
+    store = ctx.stores["coffee-shopify"]
+    first = read_window(ctx, store, api(ctx, "coffee-shopify"), EARLY, LATE, task="sync")
+    reads = shop.snapshot()["operations"]["BridgeOrder"]
+    points = shop.snapshot()["points"]
+    second = read_window(ctx, store, api(ctx, "coffee-shopify"), EARLY, LATE, task="sync")
+    assert (first.orders_read, second.orders_read, second.orders_unchanged, second.events_queued) == (2, 0, 2, 0)
+    assert shop.snapshot()["operations"]["BridgeOrder"] == reads          # neither order read again
+    assert shop.snapshot()["points"] - points <= 3 * 2                   # a page of ids: a point or two an order
+    shop.clock = lambda: datetime.now(UTC) + timedelta(minutes=1)  # a refund a minute later
+    shop.add_refund(5619882082370, {**fixture_json("shopify", "refunds_create_partial"), "id": 929399999},
+                    deliver=False)
+    third = read_window(ctx, store, api(ctx, "coffee-shopify"), EARLY, LATE, task="sync")
+    assert (third.orders_read, third.orders_unchanged, third.events_queued) == (1, 1, 1)  # the refund
+
+
 # --- the periodic sync -----------------------------------------------------------------------------
 
 class FakeApi:
@@ -160,7 +260,7 @@ class FakeApi:
         self.windows: list[tuple[datetime, datetime]] = []
         self.pages = pages or []
 
-    def orders(self, since: datetime, until: datetime) -> Iterator[OrdersPage]:
+    def orders(self, since: datetime, until: datetime, **_: Any) -> Iterator[OrdersPage]:
         self.windows.append((since, until))
         if isinstance(self.pages, Exception):
             raise self.pages

@@ -19,7 +19,7 @@ status and the shop's own words; never a credential.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any, Literal, Protocol, TypedDict
 
@@ -105,10 +105,22 @@ class ShopOrder(BaseModel):
 
 
 class OrdersPage(BaseModel):
-    """One page of orders; ``total`` (orders in the whole window) when the API says."""
+    """One page of orders; ``total`` (orders in the whole window) when the API says.
+
+    ``unchanged`` counts the orders of the page left out because their version was already read
+    (see :data:`KnownVersions`); ``status`` says what a long read is doing meanwhile (a page with no
+    orders while Shopify runs a bulk operation), for progress.
+    """
 
     orders: list[ShopOrder]
     total: int | None = None
+    unchanged: int = 0
+    status: str | None = None
+
+
+# Given {order id: modified at} of the orders a page lists, the ids whose version the bridge
+# already read and fed in: the client leaves those out instead of reading them whole.
+KnownVersions = Callable[[dict[str, datetime | None]], set[str]]
 
 
 class Subscription(BaseModel):
@@ -132,8 +144,11 @@ class ShopApi(Protocol):
         """One cheap call that proves the URL, the credentials and the read access to orders."""
         ...
 
-    def orders(self, since: datetime, until: datetime) -> Iterator[OrdersPage]:
-        """The orders modified in [since, until], page after page, as webhook payloads."""
+    def orders(self, since: datetime, until: datetime, *, known: KnownVersions | None = None,
+               bulk: bool = False) -> Iterator[OrdersPage]:
+        """The orders modified in [since, until], page after page, as webhook payloads, but for those
+        ``known`` says were read at this version already; ``bulk``: a long read (a backfill), done the
+        platform's way for large reads where it has one."""
         ...
 
     def subscriptions(self) -> list[Subscription]:
@@ -165,4 +180,5 @@ def shop_api_for(store: StoreConfig, settings: Settings, *, sleep: Any = None) -
 
     assert store.shop_url and store.shop_access_token
     return ShopifyApi(store.shop_url, store.shop_access_token.get_secret_value(), timeout=timeout,
-                      version=settings.shopify_api_version, max_wait=settings.shop_max_wait, sleep=sleep)
+                      version=settings.shopify_api_version, max_wait=settings.shop_max_wait, sleep=sleep,
+                      bulk_max_wait=settings.shop_bulk_max_wait)

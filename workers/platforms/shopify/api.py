@@ -8,14 +8,17 @@ before a query the bucket cannot pay for yet, and a ``THROTTLED`` answer (or an 
 raises :class:`~workers.platforms.shop_api.ShopRetryLater` and the sync tries again next run.
 
 Orders come back translated into the REST/webhook payloads (:mod:`.graphql`), paged by cursor on
-``UPDATED_AT`` so an order changing while the run reads does not shift the pages. The webhook
+``UPDATED_AT`` so an order changing while the run reads does not shift the pages. A page lists
+each order's id and ``updatedAt``, and an order whose version was already read is not read again
+(a point of the page instead of ~50). A backfill reads through a bulk operation instead
+(:mod:`.bulk`): one query that Shopify runs in the background, no cost per order. The webhook
 signature is the app's client secret, which no API call sets: ``secret`` is ignored here.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, Unpack
 from urllib.parse import urlsplit
@@ -26,6 +29,7 @@ from workers.loyalty.client import USER_AGENT, parse_retry_after
 from workers.platforms.shop_api import (
     CallSite,
     Delivery,
+    KnownVersions,
     OrdersPage,
     ShopApiError,
     ShopGarbled,
@@ -36,6 +40,7 @@ from workers.platforms.shop_api import (
     ShopUnreachable,
     Subscription,
 )
+from workers.platforms.shopify import bulk
 from workers.platforms.shopify import graphql as gql
 
 PLATFORM = "shopify"
@@ -46,6 +51,14 @@ THROTTLE_RETRIES = 5
 # The queries ask for fields of 2025-10 and later (Order.number, WebhookSubscription.uri) and are
 # checked against the published 2026-04 schema; Shopify supports a version for a year.
 DEFAULT_API_VERSION = "2026-04"
+# Orders fed per page of a bulk result (the file is read whole first: see bulk.py).
+BULK_PAGE = 250
+# A window of more orders than this is read through a bulk operation even by the sync (after an
+# outage, say): read alone, 250 orders it does not know cost ~14,000 points, over two minutes of
+# a Standard shop's bucket; a bulk operation costs a few points and seconds.
+BULK_FROM = 250
+# Polling a bulk operation: the first look soon (small shops finish in seconds), then less often.
+BULK_POLL_FIRST, BULK_POLL_MAX = 0.25, 5.0
 
 
 def _iso(moment: datetime) -> str:
@@ -59,7 +72,8 @@ class ShopifyApi:
 
     def __init__(self, url: str, access_token: str, *, timeout: tuple[float, float] = (5.0, 30.0),
                  version: str = DEFAULT_API_VERSION, max_wait: float = 60.0, sleep: Callable[[float], Any] | None = None,
-                 page_size: int = PAGE_SIZE, session: requests.Session | None = None) -> None:
+                 page_size: int = PAGE_SIZE, session: requests.Session | None = None,
+                 bulk_max_wait: float = 4 * 3600.0, bulk_from: int = BULK_FROM) -> None:
         self.url = url.rstrip("/")
         self.endpoint = f"{self.url}/admin/api/{version}/graphql.json"
         self.path = urlsplit(self.endpoint).path
@@ -68,6 +82,8 @@ class ShopifyApi:
         self.max_wait = max_wait
         self.sleep = sleep or time.sleep
         self.page_size = page_size
+        self.bulk_max_wait = bulk_max_wait
+        self.bulk_from = bulk_from
         self.session = session or requests.Session()
         self._headers = {"X-Shopify-Access-Token": access_token, "Content-Type": "application/json",
                          "Accept": "application/json", "User-Agent": USER_AGENT}
@@ -212,14 +228,24 @@ class ShopifyApi:
                         detail=f"Shopify Admin API {self.version}, shop {shop.get('name', '?')!r}, "
                                f"scopes {', '.join(scopes) or '?'}")
 
-    def orders(self, since: datetime, until: datetime) -> Iterator[OrdersPage]:
+    @staticmethod
+    def _search(since: datetime, until: datetime) -> str:
+        # Whole seconds: the upper bound rounds up, so an order changed in the run's last second is in.
+        return f"updated_at:>='{_iso(since)}' AND updated_at:<='{_iso(until + timedelta(seconds=1))}'"
+
+    def orders(self, since: datetime, until: datetime, *, known: KnownVersions | None = None,
+               bulk: bool = False) -> Iterator[OrdersPage]:
         """Orders updated in [since, until], oldest first, each as the webhook payloads of its state.
 
-        A page lists the orders' ids; each order is then read whole (its line items, then each of its
-        refunds), one query each, since Shopify refuses any query that asks for more than 1,000 points.
+        A page lists the orders' ids and versions (``updatedAt``); each order ``known`` does not
+        name is then read whole (its line items, then each of its refunds), one query each, since
+        Shopify refuses any query that asks for more than 1,000 points. ``bulk``, or a window of more
+        than ``bulk_from`` orders: through a bulk operation instead (:meth:`_bulk_orders`).
         """
-        # Whole seconds: the upper bound rounds up, so an order changed in the run's last second is in.
-        search = f"updated_at:>='{_iso(since)}' AND updated_at:<='{_iso(until + timedelta(seconds=1))}'"
+        if bulk:
+            yield from self._bulk_orders(since, until, known)
+            return
+        search = self._search(since, until)
         after: str | None = None
         page = 1
         total: int | None = None
@@ -229,15 +255,28 @@ class ShopifyApi:
             if page == 1 and isinstance(data.get("ordersCount"), dict):
                 count = data["ordersCount"].get("count")
                 total = count if isinstance(count, int) else None
+                if total is not None and total > self.bulk_from:
+                    yield from self._bulk_orders(since, until, known)
+                    return
             connection = data.get("orders")
             if not isinstance(connection, dict) or not isinstance(connection.get("nodes"), list):
                 raise ShopGarbled(f"orders page {page}: unexpected shape", method="POST", path=self.path)
-            ids = [n["id"] for n in gql.nodes(connection) if isinstance(n.get("id"), str)]
-            yield OrdersPage(orders=[self._order(order_id) for order_id in ids], total=total)
+            listed = {n["id"]: gql.updated_at(n) for n in gql.nodes(connection) if isinstance(n.get("id"), str)}
+            unchanged = self._unchanged(listed, known)
+            yield OrdersPage(orders=[self._order(gid) for gid in listed if gid not in unchanged], total=total,
+                             unchanged=len(unchanged))
             info = connection.get("pageInfo") or {}
             if not info.get("hasNextPage") or not info.get("endCursor"):
                 return
             after, page = info["endCursor"], page + 1
+
+    @staticmethod
+    def _unchanged(listed: dict[str, datetime | None], known: KnownVersions | None) -> set[str]:
+        """The gids of ``listed`` ({gid: updatedAt}) whose version ``known`` says was read already."""
+        if known is None:
+            return set()
+        by_id = {str(gql.legacy_id(gid)): gid for gid in listed}
+        return {by_id[order_id] for order_id in known({i: listed[g] for i, g in by_id.items()})}
 
     def _order(self, order_gid: str) -> ShopOrder:
         """One order, whole: its fields, every line item and every refund."""
@@ -247,11 +286,140 @@ class ShopifyApi:
         lines = node.get("lineItems")
         if isinstance(lines, dict) and (lines.get("pageInfo") or {}).get("hasNextPage"):
             node = {**node, "lineItems": {"nodes": [*gql.nodes(lines), *self._more_lines(node, lines)]}}
+        return self._whole(node)
+
+    def _whole(self, node: dict[str, Any]) -> ShopOrder:
+        """An order node with all its line items, its refunds read whole, as webhook deliveries."""
         node = {**node, "refunds": [self._refund(r["id"]) for r in gql.nodes(node.get("refunds"))
                                     if isinstance(r.get("id"), str)]}
         order_id = gql.legacy_id(node.get("id"))
         return ShopOrder(order_id=str(order_id if order_id is not None else "?"), modified_at=gql.updated_at(node),
                          deliveries=[Delivery(topic=t, payload=p) for t, p in gql.deliveries(node)])
+
+    # --- bulk operations ----------------------------------------------------------------------------
+
+    def _bulk_orders(self, since: datetime, until: datetime, known: KnownVersions | None) -> Iterator[OrdersPage]:
+        """The orders of the window through one bulk operation (see :mod:`.bulk`).
+
+        While Shopify runs it, pages without orders say its status (and keep the caller's lock
+        alive); then the file is read, and its orders are fed in pages, those ``known`` names left out.
+        """
+        search = self._search(since, until)
+        count = self._graphql("BridgeOrdersCount", bulk.ORDERS_COUNT, {"query": search}).get("ordersCount")
+        total = count.get("count") if isinstance(count, dict) and isinstance(count.get("count"), int) else None
+        query = bulk.orders_query(search)
+        orders: dict[str, list[bytes]] = {}
+        for attempt in (1, 2):
+            operation = yield from self._bulk_run(query, total)
+            try:
+                orders = self._bulk_file(operation)
+                break
+            except bulk.ExpiredFile as exc:
+                if attempt == 2:
+                    raise ShopRetryLater(f"the result of bulk operation {operation.id} cannot be downloaded "
+                                         f"({exc}), twice", method="GET", path="(bulk result)") from None
+                yield OrdersPage(orders=[], total=total, status=f"the result's address expired ({exc}): "
+                                                               "running the bulk query again")
+        gids = list(orders)
+        for start in range(0, len(gids), BULK_PAGE):
+            chunk = {gid: bulk.assemble(orders.pop(gid)) for gid in gids[start:start + BULK_PAGE]}
+            unchanged = self._unchanged({gid: gql.updated_at(n) for gid, n in chunk.items()}, known)
+            yield OrdersPage(orders=[self._whole(n) for gid, n in chunk.items() if gid not in unchanged], total=total,
+                             unchanged=len(unchanged))
+
+    def _bulk_run(self, query: str, total: int | None) -> Generator[OrdersPage, None, bulk.BulkOperation]:
+        """Start the bulk query (waiting for the shop's slot) and poll it until it is done; returns it.
+
+        Yields a page without orders after each poll, for progress and the caller's lock.
+        """
+        waited = 0.0
+        delay = BULK_POLL_FIRST
+        while True:
+            data = self._graphql("BridgeBulkRun", bulk.BULK_RUN, {"query": query}).get("bulkOperationRunQuery")
+            if not isinstance(data, dict):
+                raise ShopGarbled("bulkOperationRunQuery: unexpected answer", method="POST", path=self.path)
+            errors = [e for e in data.get("userErrors") or [] if isinstance(e, dict)]
+            if not errors and isinstance(data.get("bulkOperation"), dict):
+                operation = bulk.BulkOperation.from_node(data["bulkOperation"])
+                break
+            said = "; ".join(f"{e.get('code') or ''} {e.get('message')}".strip() for e in errors) or "no operation"
+            if not {str(e.get("code")) for e in errors} & bulk.BUSY_CODES:
+                raise ShopRefused(f"bulkOperationRunQuery refused: {said}", method="POST", path=self.path)
+            in_the_way = self._bulk_in_the_way()
+            if waited >= self.max_wait:
+                raise ShopRetryLater(f"another bulk query holds the shop's slot ({in_the_way}); waited {waited:.0f} s "
+                                     "(BRIDGE_SHOP_MAX_WAIT): try again once it is done", method="POST",
+                                     path=self.path)
+            yield OrdersPage(orders=[], total=total, status=f"waiting for {in_the_way} to finish")
+            self.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, BULK_POLL_MAX)
+        waited, delay = 0.0, BULK_POLL_FIRST
+        while operation.status not in bulk.FINISHED:
+            yield OrdersPage(orders=[], total=total, status=operation.line())
+            if waited >= self.bulk_max_wait:
+                raise ShopRetryLater(f"bulk operation {operation.id} is still {operation.status} after {waited:.0f} s",
+                                     method="POST", path=self.path)
+            self.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, BULK_POLL_MAX)
+            node = self._graphql("BridgeBulkOperation", bulk.BULK_OPERATION, {"id": operation.id}).get("bulkOperation")
+            if not isinstance(node, dict):
+                raise ShopGarbled(f"bulk operation {operation.id}: not in the answer", method="POST", path=self.path)
+            operation = bulk.BulkOperation.from_node(node)
+        yield OrdersPage(orders=[], total=total, status=operation.line())
+        if operation.status == "FAILED" and operation.error_code == "ACCESS_DENIED":
+            raise ShopRefused(f"bulk operation {operation.id} failed: ACCESS_DENIED (the app needs the "
+                              f"{REQUIRED_SCOPE} scope)", method="POST", path=self.path)
+        if operation.status != "COMPLETED":
+            code = f" ({operation.error_code})" if operation.error_code else ""
+            raise ShopRetryLater(f"bulk operation {operation.id} ended {operation.status}{code} after "
+                                 f"{operation.root_object_count} orders; nothing of it was used", method="POST",
+                                 path=self.path)
+        return operation
+
+    def _bulk_in_the_way(self) -> str:
+        """Names the app's running bulk query (another app's cannot be seen)."""
+        data = self._graphql("BridgeBulkRunning", bulk.BULK_RUNNING)
+        running = [bulk.BulkOperation.from_node(n) for n in gql.nodes(data.get("bulkOperations"))]
+        if not running:
+            return "a bulk query this app cannot see (another app's?)"
+        first = running[0]
+        return (f"bulk operation {first.id} ({first.status} since {first.created_at or '?'}, "
+                f"{first.object_count} objects so far)")
+
+    def _bulk_file(self, operation: bulk.BulkOperation) -> dict[str, list[bytes]]:
+        """A completed operation's file, its lines by order; downloads it once more when it arrives short."""
+        if operation.url is None:
+            if not operation.root_object_count:
+                return {}  # nothing matched: Shopify gives no file
+            raise bulk.ExpiredFile("the operation gives no address")
+        for attempt in (1, 2):
+            try:
+                return bulk.group(bulk.read_lines(self._download(operation.url), operation.file_size))
+            except bulk.PartialFile as exc:
+                if attempt == 2:
+                    raise ShopRetryLater(f"the result of bulk operation {operation.id} arrived incomplete twice "
+                                         f"({exc})", method="GET", path="(bulk result)") from None
+            except ValueError as exc:
+                raise ShopGarbled(f"the result of bulk operation {operation.id} cannot be read ({exc})",
+                                  method="GET", path="(bulk result)") from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _download(self, url: str) -> Iterator[bytes]:
+        """The file's bytes. Its address is signed: it gets no access token (it is not Shopify's API)."""
+        try:
+            with requests.get(url, stream=True, timeout=self.timeout, headers={"User-Agent": USER_AGENT},
+                              allow_redirects=True) as response:
+                if response.status_code in (400, 401, 403, 404, 410):
+                    raise bulk.ExpiredFile(f"HTTP {response.status_code}")
+                if not 200 <= response.status_code < 300:
+                    raise ShopRetryLater(f"the bulk result's host answered {response.status_code}",
+                                         status=response.status_code, method="GET", path="(bulk result)")
+                yield from response.iter_content(1 << 16)
+        except requests.RequestException as exc:
+            # Cut mid-transfer (or never connected): what arrived is short of fileSize, or nothing.
+            raise bulk.PartialFile(f"the transfer broke off ({type(exc).__name__})") from None
 
     def _refund(self, refund_gid: str) -> dict[str, Any]:
         """One refund, with all its refund line items (paged)."""

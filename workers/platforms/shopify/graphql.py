@@ -47,20 +47,26 @@ REFUND_LINES_FIRST = 25
 ORDERS_FIRST = 100
 REFUNDS_FIRST = 50  # Order.refunds is a plain list: no cursor, so ask for as many as an order has
 
-ORDER_FIELDS = f"""
+# The order's own fields and those of its line items, shipping lines and discount applications,
+# shared by the query of one order and the bulk query (which lists connections another way).
+ORDER_SCALARS = f"""
   id legacyResourceId name number email createdAt updatedAt processedAt closedAt cancelledAt cancelReason test
   displayFinancialStatus currencyCode presentmentCurrencyCode taxesIncluded
   customer {{ id legacyResourceId defaultEmailAddress {{ emailAddress }} }}
   totalPriceSet {MONEY} subtotalPriceSet {MONEY} totalTaxSet {MONEY} totalDiscountsSet {MONEY}
   totalShippingPriceSet {MONEY} currentTotalPriceSet {MONEY} currentSubtotalPriceSet {MONEY}
-  currentTotalTaxSet {MONEY} currentTotalDiscountsSet {MONEY}
-  discountApplications(first: 10) {{ nodes {{
+  currentTotalTaxSet {MONEY} currentTotalDiscountsSet {MONEY}"""
+DISCOUNT_APPLICATION_FIELDS = """
     index targetType allocationMethod targetSelection
-    value {{ __typename ... on MoneyV2 {{ amount currencyCode }} ... on PricingPercentageValue {{ percentage }} }}
-    ... on DiscountCodeApplication {{ code }} }} }}
+    value { __typename ... on MoneyV2 { amount currencyCode } ... on PricingPercentageValue { percentage } }
+    ... on DiscountCodeApplication { code }"""
+SHIPPING_LINE_FIELDS = f"""
+    id title code source originalPriceSet {MONEY} discountedPriceSet {MONEY} {TAX_LINES} {ALLOCATIONS}"""
+
+ORDER_FIELDS = f"""{ORDER_SCALARS}
+  discountApplications(first: 10) {{ nodes {{ {DISCOUNT_APPLICATION_FIELDS} }} }}
   lineItems(first: {LINE_ITEMS_FIRST}) {{ pageInfo {{ hasNextPage endCursor }} nodes {{ {LINE_ITEM_FIELDS} }} }}
-  shippingLines(first: 5) {{ nodes {{
-    id title code source originalPriceSet {MONEY} discountedPriceSet {MONEY} {TAX_LINES} {ALLOCATIONS} }} }}
+  shippingLines(first: 5) {{ nodes {{ {SHIPPING_LINE_FIELDS} }} }}
   refunds(first: {REFUNDS_FIRST}) {{ id createdAt }}"""
 
 REFUND_FIELDS = f"""

@@ -27,6 +27,7 @@ from workers.loyalty.client import USER_AGENT, parse_retry_after
 from workers.platforms.shop_api import (
     CallSite,
     Delivery,
+    KnownVersions,
     OrdersPage,
     ShopApiError,
     ShopGarbled,
@@ -194,8 +195,13 @@ class WooCommerceApi:
         return ShopInfo(platform=PLATFORM, name=urlsplit(self.url).netloc,
                         detail=f"WooCommerce REST API v3, orders: {total if total is not None else '?'}{via}")
 
-    def orders(self, since: datetime, until: datetime) -> Iterator[OrdersPage]:
-        """Orders modified in [since, until], oldest first, 100 a page, each as an ``order.updated`` payload."""
+    def orders(self, since: datetime, until: datetime, *, known: KnownVersions | None = None,
+               bulk: bool = False) -> Iterator[OrdersPage]:
+        """Orders modified in [since, until], oldest first, 100 a page, each as an ``order.updated`` payload.
+
+        A page lists whole orders already, so ``known`` only keeps the unchanged ones from being fed
+        (and re-queued) again; ``bulk`` changes nothing (WooCommerce has no bulk read).
+        """
         # WooCommerce compares whole seconds and `modified_before` is exclusive: one second more keeps
         # an order changed in the run's last second (the next window overlaps anyway).
         params: dict[str, Any] = {"modified_after": _iso(since), "modified_before": _iso(until + timedelta(seconds=1)),
@@ -213,9 +219,11 @@ class WooCommerceApi:
                                          method="GET", path=urlsplit(response.url).path)
                 total = self._int_header(response, "X-WP-Total")
                 first_total = total if page == 1 else first_total
-                yield OrdersPage(total=first_total, orders=[
-                    ShopOrder(order_id=str(o.get("id", "?")), modified_at=_modified(o),
-                              deliveries=[Delivery(topic=ORDER_TOPIC, payload=o)]) for o in body])
+                orders = [ShopOrder(order_id=str(o.get("id", "?")), modified_at=_modified(o),
+                                    deliveries=[Delivery(topic=ORDER_TOPIC, payload=o)]) for o in body]
+                unchanged = known({o.order_id: o.modified_at for o in orders}) if known else set()
+                yield OrdersPage(total=first_total, unchanged=len(unchanged),
+                                 orders=[o for o in orders if o.order_id not in unchanged])
                 pages = self._int_header(response, "X-WP-TotalPages")
                 if not body or (pages is not None and page >= pages) or (pages is None and len(body) < self.per_page):
                     break
