@@ -19,14 +19,17 @@ from bridge.intake import EXTENSION, Intake, blueprint
 from config.log_format import log
 from config.settings import Settings
 from config.stores import ConfigError, Stores, load_stores
-from workers.connection import connect
 from workers import metrics
+from workers.alerts.loop import AlertLoop
+from workers.alerts.reports import Alerts
+from workers.connection import connect
 from workers.event_queue import EventQueue
 from workers.redis_checks import warn_at_start
 
 logger = logging.getLogger("bridge.app")
 # Redis for the intake: a shop waits for the answer, so fail fast and answer 503.
 INTAKE_REDIS_TIMEOUT = 2.0
+ALERTS = "loyalty_bridge_alerts"
 
 
 def create_app(settings: Settings | None = None, stores: Stores | None = None,
@@ -58,6 +61,9 @@ def create_app(settings: Settings | None = None, stores: Stores | None = None,
     app.extensions[EXTENSION] = intake
     app.register_blueprint(blueprint)
     dashboard = mount_dashboard(app, settings, connection)
+    # Started by whoever serves the app (bridge web, gunicorn's post_worker_init): the web processes
+    # send alerts too, and are what still runs when the workers are down.
+    app.extensions[ALERTS] = AlertLoop(Alerts(connection, settings))
 
     @app.get("/healthz")
     def healthz() -> Response:

@@ -97,13 +97,14 @@ def main(ctx: click.Context, stores_file: Path | None) -> None:
 @click.pass_obj
 def web(state: CliState, host: str, port: int) -> None:
     """Serve the intake with the development server (production: the Procfile's gunicorn)."""
-    from bridge.app import create_app
+    from bridge.app import ALERTS, create_app
 
     setup_logging(state.settings.log_level)
     try:
         app = create_app(state.settings, state.stores, state.connection)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    app.extensions[ALERTS].start()
     app.run(host=host, port=port, threaded=True)
 
 
@@ -372,6 +373,11 @@ from bridge.shop_commands import backfill, connect as connect_command  # noqa: E
 
 main.add_command(connect_command)
 main.add_command(backfill)
+
+# Alerts (bridge/alert_commands.py).
+from bridge.alert_commands import alerts  # noqa: E402
+
+main.add_command(alerts)
 
 
 def run() -> None:

@@ -37,3 +37,10 @@ def child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def post_worker_init(worker: Any) -> None:
+    """Start the alert loop in each web process (a thread started before the fork would not be there)."""
+    from bridge.app import ALERTS
+
+    worker.wsgi.extensions[ALERTS].start()

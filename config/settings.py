@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+import base64
+import binascii
+
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DAY = 24 * 3600
@@ -18,7 +21,9 @@ DAY = 24 * 3600
 class Settings(BaseSettings):
     """Settings of one bridge process (web or worker), from ``BRIDGE_*`` and a few standard variables."""
 
-    model_config = SettingsConfigDict(env_prefix="BRIDGE_", extra="ignore", populate_by_name=True)
+    # hide_input_in_errors: a refused value may be a secret (BRIDGE_ALERT_SECRET, the dashboard password).
+    model_config = SettingsConfigDict(env_prefix="BRIDGE_", extra="ignore", populate_by_name=True,
+                                      hide_input_in_errors=True)
 
     # Standard names (no prefix) because Procfile platforms set them for you.
     redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
@@ -105,3 +110,54 @@ class Settings(BaseSettings):
     shopify_api_version: str = Field(default="2026-04", pattern=r"^\d{4}-\d{2}$|^unstable$")
 
     log_level: str = "INFO"
+
+    # Alerts (workers.alerts): where they go, how they are signed, and each kind's threshold.
+    # Comma-separated URLs: Slack/Mattermost/Rocket.Chat incoming webhooks or any receiver.
+    alert_webhooks: str = ""
+    # A Standard Webhooks secret (whsec_ + base64): every alert is then signed as that spec says.
+    alert_secret: SecretStr | None = None
+    # A condition that lasts is told again this often; once when it starts and once when it ends.
+    alert_repeat: int = Field(default=3600, ge=1)
+    # job_failed: failures within this many seconds of the first become one digest.
+    alert_digest_seconds: float = Field(default=60.0, ge=0)
+    # calls_refused: this many 400/422 answers in a row to one kind of call of one store.
+    alert_refused_in_row: int = Field(default=5, ge=1)
+    # shop_unreachable: this many failed sync runs of a store in a row.
+    alert_shop_failed_runs: int = Field(default=3, ge=1)
+    # webhooks_missing: a sync run that queued at least this many events no webhook brought.
+    alert_missing_events: int = Field(default=1, ge=1)
+    # workers_down: events are waiting and no worker has been alive for this long.
+    alert_workers_down_after: int = Field(default=300, ge=1)
+    # backlog_stale: the oldest waiting event has waited this long.
+    alert_backlog_age: int = Field(default=900, ge=1)
+    # redis: used memory above this share of maxmemory.
+    alert_redis_memory_ratio: float = Field(default=0.9, gt=0, le=1)
+    # How often the conditions that nothing reports (workers, backlog, Redis, cleared failures) are
+    # looked at, by one process of the deployment at a time.
+    alert_check_interval: float = Field(default=30.0, gt=0)
+    # A receiver that does not answer 2xx is tried again with backoff, for up to alert_give_up_after.
+    alert_retry_base_delay: float = Field(default=5.0, gt=0)
+    alert_retry_max_delay: float = Field(default=600.0, gt=0)
+    alert_give_up_after: int = Field(default=DAY, ge=1)
+    alert_timeout: float = Field(default=5.0, gt=0)
+
+    @field_validator("alert_secret")
+    @classmethod
+    def _standard_webhooks_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        raw = value.get_secret_value().removeprefix("whsec_")
+        try:
+            if not base64.b64decode(raw + "==", validate=True):
+                raise ValueError
+        except (binascii.Error, ValueError):
+            # Never echo the value: it is a secret.
+            raise ValueError("must be a Standard Webhooks secret: whsec_ followed by base64 "
+                             "(make one: python -c \"import base64,os;print('whsec_'+base64.b64encode(os.urandom(24)).decode())\")"
+                             ) from None
+        return value
+
+    @property
+    def alert_urls(self) -> list[str]:
+        """The receivers of alerts, in the order BRIDGE_ALERT_WEBHOOKS lists them."""
+        return [url.strip() for url in self.alert_webhooks.split(",") if url.strip()]

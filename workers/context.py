@@ -15,6 +15,7 @@ from redis import Redis
 
 from config.settings import Settings
 from config.stores import ConfigError, StoreConfig, Stores, load_stores
+from workers.alerts.reports import Alerts
 from workers.connection import connect
 from workers.event_queue import EventQueue
 from workers.job_errors import Wait
@@ -38,6 +39,7 @@ class WorkerContext:
     events: EventQueue
     retry_policy: RetryPolicy
     rate_limiter: ApiRateLimiter
+    alerts: Alerts
     clients: dict[str, LoyaltyClient] = field(default_factory=dict)
     # Stores whose next call already holds a rate-limit slot (see reserve_slot).
     _reserved: set[str] = field(default_factory=set)
@@ -58,6 +60,7 @@ class WorkerContext:
             events=EventQueue(connection, settings), retry_policy=RetryPolicy(settings),
             rate_limiter=ApiRateLimiter(connection, settings.rate_limit_window, settings.rate_limit_margin,
                                         probe_lease=settings.api_connect_timeout + settings.api_read_timeout),
+            alerts=Alerts(connection, settings),
         )
 
     @classmethod
@@ -73,7 +76,8 @@ class WorkerContext:
 
         Every call first takes a slot of the store's API key rate limit; when there is none (or the
         key is paused after a 429), the job waits (is rescheduled) instead of holding the worker.
-        Every answer is shown to the limiter too, so the call that probes after a pause ends it.
+        Every answer is shown to the limiter too, so the call that probes after a pause ends it, and
+        to the alerts (a key refused, the same call refused again and again).
         """
         if store.id not in self.clients:
             def take_slot() -> None:
@@ -85,6 +89,7 @@ class WorkerContext:
             def answered(endpoint: str, status: int | None, seconds: float) -> None:
                 observe_api(endpoint, status, seconds)
                 self.rate_limiter.answered(store, status)
+                self.alerts.answered(store.id, endpoint, status)
 
             self.clients[store.id] = client_for(self.settings, store, before_request=take_slot,
                                                 on_response=answered)

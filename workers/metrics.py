@@ -48,6 +48,9 @@ SHOP_SUBSCRIPTIONS = Counter("bridge_shop_subscription_problems_total", "Webhook
                              "wrong or mended, by store, topic and problem (missing, disabled, paused, changed; "
                              "reactivated, recreated).",
                              ["store", "topic", "problem"])
+ALERT_DELIVERIES = Counter("bridge_alert_deliveries_total", "Alert notifications by kind, receiver (its position "
+                           "in BRIDGE_ALERT_WEBHOOKS) and outcome (sent; failed: tried again later; given_up; "
+                           "refused: a 4xx no retry changes).", ["alert", "receiver", "outcome"])
 
 
 @lru_cache(maxsize=1024)
@@ -135,6 +138,52 @@ class ShopCollector(Collector):
         yield ok
 
 
+class AlertCollector(Collector):
+    """What the alerts look at, read from Redis when scraped: the conditions firing, the outbox, the
+    workers alive, the waiting events and the Redis server's own settings."""
+
+    def __init__(self, connection: Redis, queue_name: str) -> None:
+        self.connection = connection
+        self.queue_name = queue_name
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from workers.alerts import redis_server
+        from workers.alerts.checks import backlog
+        from workers.alerts.kinds import KINDS
+        from workers.alerts.state import AlertState
+
+        state = AlertState(self.connection, receivers=0, repeat=0)
+        try:
+            firing: dict[str, int] = {}
+            for record in state.firing():
+                firing[record.alert] = firing.get(record.alert, 0) + 1
+            pending = state.pending()
+            seen = backlog(self.connection, self.queue_name)
+            server = redis_server.inspect(self.connection)
+        except RedisError:
+            return
+        alerts = GaugeMetricFamily("bridge_alerts_firing", "Alert conditions firing now, by kind (bridge alerts).",
+                                   labels=["alert"])
+        for kind in KINDS:
+            alerts.add_metric([kind], float(firing.get(kind, 0)))
+        yield alerts
+        yield GaugeMetricFamily("bridge_alert_outbox", "Alert notifications not yet delivered (due or waiting "
+                                "for a retry).", value=float(pending))
+        yield GaugeMetricFamily("bridge_workers", "Workers alive on the bridge's queue.", value=float(seen.workers))
+        yield GaugeMetricFamily("bridge_waiting_events", "Events whose time has come and that no worker has "
+                                "finished yet.", value=float(seen.waiting))
+        yield GaugeMetricFamily("bridge_oldest_waiting_event_age_seconds", "How long the oldest waiting event "
+                                "has waited.", value=seen.oldest_age)
+        yield GaugeMetricFamily("bridge_redis_evicting", "1 when Redis's maxmemory-policy evicts keys.",
+                                value=float(server.evicting))
+        yield GaugeMetricFamily("bridge_redis_used_memory_bytes", "Redis's used_memory.", value=float(server.used_memory))
+        yield GaugeMetricFamily("bridge_redis_maxmemory_bytes", "Redis's maxmemory (0: no limit).",
+                                value=float(server.maxmemory))
+        if server.persistent is not None:
+            yield GaugeMetricFamily("bridge_redis_persistent", "1 when Redis keeps its data on disk (AOF or RDB).",
+                                    value=float(server.persistent))
+
+
 def _registry(connection: Redis, queue_name: str, stores: Iterable[str]) -> CollectorRegistry:
     """This process's metrics (or all processes' in multiprocess mode), the queue gauges and the Redis
     server's (eviction policy, persistence, memory: :mod:`workers.redis_checks`)."""
@@ -148,6 +197,7 @@ def _registry(connection: Redis, queue_name: str, stores: Iterable[str]) -> Coll
     registry.register(QueueCollector(connection, queue_name))
     registry.register(ShopCollector(connection))
     registry.register(RedisServerCollector(connection, stores))
+    registry.register(AlertCollector(connection, queue_name))
     return registry
 
 

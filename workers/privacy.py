@@ -7,6 +7,7 @@ points from being awarded twice.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -17,8 +18,17 @@ from config.stores import StoreConfig
 from workers.context import WorkerContext
 from workers.event_queue import EventQueue
 from workers.events import Event
+from workers.orders import mask_email
 from workers.outcome import Outcome
 from workers.platforms import ADAPTERS
+
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+
+
+def mask_emails(text: str) -> str:
+    """Every email address in ``text`` masked as in the logs (``j***@example.com``): for text that
+    leaves the bridge (alerts), where an error's reason may quote the customer's address."""
+    return _EMAIL.sub(lambda m: mask_email(m.group()), text)
 
 
 def redact(ctx: WorkerContext, store: StoreConfig, ev: Event, data: dict[str, Any], job: Job | None) -> Outcome:

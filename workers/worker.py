@@ -19,6 +19,7 @@ from rq.worker_pool import WorkerPool
 
 from config.log_format import log
 from workers import context
+from workers.alerts.loop import AlertLoop
 from workers.connection import describe, is_outage, wait_for_redis
 from workers.context import WorkerContext
 from workers.metrics import serve_metrics, token_of
@@ -74,12 +75,16 @@ def run_worker(ctx: WorkerContext, *, burst: bool = False, processes: int = 1, f
 
     The scheduler runs alongside, since retries and waits are scheduled for later. With
     ``metrics_port``, the jobs' and Loyalty.lt calls' metrics are served there for Prometheus.
+    Unless ``burst``, the process also sends alerts and runs their periodic checks (a thread).
     While Redis is away, at start or later, the worker waits for it (one log line per attempt).
     """
     context.install(ctx)
     if metrics_port:
         serve_metrics(metrics_port, ctx.connection, ctx.settings.queue_name, token_of(ctx.settings),
                       stores=ctx.stores)
+    if not burst:
+        # Alerts leave from every long-running process (see workers.alerts.loop).
+        AlertLoop(ctx.alerts).start()
     base = BridgeForkingWorker if fork else BridgeWorker
     # A subclass carrying this process's settings (RQ's pool builds workers from a class).
     options: dict[str, Any] = {"heartbeat_grace": ctx.settings.worker_heartbeat_grace,

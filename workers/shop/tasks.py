@@ -11,7 +11,7 @@ worker that dies mid-run frees the lock when it expires, and the next run reads 
 The run happens in a background thread of the worker process, so jobs go on meanwhile (a sync can
 wait out Shopify's cost bucket for a while). Nothing in it can stop a worker: a shop that is down or
 refuses the keys is logged in one line, counted, recorded for ``bridge check``, and tried again at the
-next interval.
+next interval. What each run found is told to the alerts (:mod:`workers.alerts.reports`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from redis.exceptions import LockError, RedisError
 
@@ -30,9 +31,10 @@ from workers.metrics import SHOP_RUNS
 from workers.platforms.shop_api import ShopApi, ShopApiError, shop_api_for
 from workers.shop import subscriptions
 from workers.shop.state import RunStatus, ShopState, Task
-from workers.shop.sync import sync_store
+from workers.shop.sync import Summary, sync_store
 
 logger = logging.getLogger("workers.shop.tasks")
+T = TypeVar("T")
 
 
 def _record(state: ShopState, store: StoreConfig, task: Task, outcome: str, message: str) -> None:
@@ -41,17 +43,21 @@ def _record(state: ShopState, store: StoreConfig, task: Task, outcome: str, mess
                                      message=message))
 
 
-def _run(state: ShopState, store: StoreConfig, task: Task, work: Callable[[], str]) -> None:
-    """Run one task, recording how it went; a shop API failure is one log line, never an exception."""
+def _run(state: ShopState, store: StoreConfig, task: Task, work: Callable[[], T],
+         describe: Callable[[T], str]) -> T | ShopApiError:
+    """Run one task, recording how it went; a shop API failure is one log line and is returned,
+    never raised."""
     try:
-        message = work()
+        result = work()
     except ShopApiError as exc:
         log(logger, f"shop {task} failed; trying again next run", logging.WARNING, store=store.id, task=task,
             outcome=exc.kind, error=str(exc))
         _record(state, store, task, exc.kind, str(exc))
-        return
+        return exc
+    message = describe(result)
     log(logger, f"shop {task} done", store=store.id, task=task, summary=message)
     _record(state, store, task, "ok", message)
+    return result
 
 
 def run_due(ctx: WorkerContext, api_for: Callable[[StoreConfig], ShopApi] | None = None) -> None:
@@ -70,12 +76,18 @@ def run_due(ctx: WorkerContext, api_for: Callable[[StoreConfig], ShopApi] | None
                     # every maintenance.
                     state.schedule(store.id, "sync", settings.shop_sync_interval)
                     api = build(store)
-                    _run(state, store, "sync", lambda: sync_store(ctx, store, api, lock=lock).line())
+                    synced = _run(state, store, "sync", lambda: sync_store(ctx, store, api, lock=lock), Summary.line)
+                    if isinstance(synced, ShopApiError):
+                        ctx.alerts.sync_ran(store.id, synced.kind, str(synced), 0)
+                    else:
+                        ctx.alerts.sync_ran(store.id, "ok", "", synced.events_queued)
                 if (settings.shop_watch_interval and state.due(store.id, "watch")
                         and state.connected(store.id) is not None):
                     state.schedule(store.id, "watch", settings.shop_watch_interval)
                     api = build(store)
-                    _run(state, store, "watch", lambda: _watch_line(subscriptions.watch(api, store, state)))
+                    watched = _run(state, store, "watch", lambda: subscriptions.watch(api, store, state), _watch_line)
+                    if not isinstance(watched, ShopApiError):
+                        ctx.alerts.watched(store.id, [t.model_dump() for t in watched])
             finally:
                 try:
                     lock.release()
