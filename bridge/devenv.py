@@ -149,6 +149,23 @@ def _serve(app: object, host: str, port: int) -> BaseWSGIServer:
     return server
 
 
+def alert_lines(settings: Settings, sandbox_url: str | None) -> list[str]:
+    """How to try the alerts (README, "Alerts") in this session."""
+    urls = settings.alert_urls
+    if urls:
+        signed = "signed" if settings.alert_secret else "unsigned"
+        lines = [f"Alerts       to {len(urls)} receiver(s), {signed}: bridge alerts test sends each a test alert; "
+                 "bridge alerts lists what fires"]
+    else:
+        lines = ["Alerts       none sent (BRIDGE_ALERT_WEBHOOKS is not set; bridge alerts lists what fires). Try: "
+                 "BRIDGE_ALERT_WEBHOOKS=<a Slack incoming webhook, or any URL> bridge dev, then bridge alerts test"]
+    if sandbox_url:
+        lines.append(f"Make one     curl -X PATCH {sandbox_url}/_sandbox/config -H 'Content-Type: application/json' "
+                     """-d '{"fail_rules": [{"path": "transactions/create", "status": 401, "remaining": 1}]}' """
+                     "then bridge send-test demo-woo: credentials_rejected now, job_failed a minute later")
+    return lines
+
+
 def forget_state(data_dir: Path) -> None:
     """Delete what earlier runs kept: the embedded Redis's data and the sandbox's."""
     shutil.rmtree(data_dir / REDIS_DIR, ignore_errors=True)
@@ -235,6 +252,8 @@ def run_dev(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, sa
         if shops is not None:
             echo("Lost         bridge send-test demo-woo --lost   (no webhook: the sync awards it within "
                  f"{settings.shop_sync_interval} s)")
+        for line in alert_lines(settings, sandbox.url if sandbox else None):
+            echo(line)
         echo("Stop         Ctrl-C")
 
         run_worker(WorkerContext.build(settings, stores, connection), logging_level=settings.log_level)

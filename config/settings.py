@@ -152,9 +152,8 @@ class Settings(BaseSettings):
                 raise ValueError
         except (binascii.Error, ValueError):
             # Never echo the value: it is a secret.
-            raise ValueError("must be a Standard Webhooks secret: whsec_ followed by base64 "
-                             "(make one: python -c \"import base64,os;print('whsec_'+base64.b64encode(os.urandom(24)).decode())\")"
-                             ) from None
+            raise ValueError("must be a Standard Webhooks secret: whsec_ followed by base64 (make one: python -c "
+                             "\"import base64,os;print('whsec_'+base64.b64encode(os.urandom(24)).decode())\")") from None
         return value
 
     @property

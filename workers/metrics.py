@@ -176,7 +176,8 @@ class AlertCollector(Collector):
                                 "has waited.", value=seen.oldest_age)
         yield GaugeMetricFamily("bridge_redis_evicting", "1 when Redis's maxmemory-policy evicts keys.",
                                 value=float(server.evicting))
-        yield GaugeMetricFamily("bridge_redis_used_memory_bytes", "Redis's used_memory.", value=float(server.used_memory))
+        yield GaugeMetricFamily("bridge_redis_used_memory_bytes", "Redis's used_memory.",
+                                value=float(server.used_memory))
         yield GaugeMetricFamily("bridge_redis_maxmemory_bytes", "Redis's maxmemory (0: no limit).",
                                 value=float(server.maxmemory))
         if server.persistent is not None:

@@ -77,13 +77,14 @@ def metric(cluster: Cluster, ports: list[int], name: str, **labels: str) -> floa
 def test_each_alert_fires_once_and_resolves_once_at_every_receiver(tmp_path: Path, shops: ShopsServer,  # noqa: F811
                                                                    receivers: tuple[Receiver, Receiver]) -> None:
     one, two = receivers
+    # Thresholds made small, so that each condition happens and ends within seconds.
     env = {"BRIDGE_ALERT_WEBHOOKS": f"{one.url}, {two.url}", "BRIDGE_ALERT_SECRET": SECRET,
-           "BRIDGE_ALERT_DIGEST_SECONDS": "1", "BRIDGE_ALERT_REFUSED_IN_ROW": "2", "BRIDGE_ALERT_SHOP_FAILED_RUNS": "2",
-           "BRIDGE_ALERT_WORKERS_DOWN_AFTER": "2", "BRIDGE_ALERT_BACKLOG_AGE": "3", "BRIDGE_ALERT_CHECK_INTERVAL": "0.5",
+           "BRIDGE_ALERT_DIGEST_SECONDS": "1", "BRIDGE_ALERT_REFUSED_IN_ROW": "2",
+           "BRIDGE_ALERT_SHOP_FAILED_RUNS": "2", "BRIDGE_ALERT_WORKERS_DOWN_AFTER": "2",
+           "BRIDGE_ALERT_BACKLOG_AGE": "3", "BRIDGE_ALERT_CHECK_INTERVAL": "0.5",
            "BRIDGE_ALERT_RETRY_BASE_DELAY": "0.2", "BRIDGE_ALERT_RETRY_MAX_DELAY": "1",
-           "BRIDGE_SHOP_SYNC_INTERVAL": "1", "BRIDGE_SHOP_WATCH_INTERVAL": "1", "BRIDGE_WORKER_MAINTENANCE_INTERVAL": "1",
-           # Held-back work would count as waiting: none here.
-           "BRIDGE_LOG_LEVEL": "WARNING"}
+           "BRIDGE_SHOP_SYNC_INTERVAL": "1", "BRIDGE_SHOP_WATCH_INTERVAL": "1",
+           "BRIDGE_WORKER_MAINTENANCE_INTERVAL": "1"}
     metrics_ports = [free_port()]
     with Cluster(tmp_path, webs=1, workers=0, env=env, store_fields=store_fields(shops)) as c:
         c.start_worker("--metrics-port", str(metrics_ports[0]))
@@ -114,8 +115,8 @@ def test_each_alert_fires_once_and_resolves_once_at_every_receiver(tmp_path: Pat
         # Both calls of the store and the key accepted again: refused and rejected end.
         post(c, "woocommerce", 7_100_004)
         post(c, "shopify", 7_100_005)
-        wait_until(lambda: both("calls_refused", "resolved", "woo") and both("credentials_rejected", "resolved", "shop"),
-                   60, "calls_refused and credentials_rejected to end")
+        wait_until(lambda: both("calls_refused", "resolved", "woo")
+                   and both("credentials_rejected", "resolved", "shop"), 60, "calls_refused and credentials_rejected to end")
         replayed = bridge(c, "replay", "--failed", "--wait", "30")
         assert replayed.returncode == 0, replayed.stdout + replayed.stderr
         wait_until(lambda: both("job_failed", "resolved", "woo") and both("job_failed", "resolved", "shop"), 60,
@@ -157,9 +158,8 @@ def test_each_alert_fires_once_and_resolves_once_at_every_receiver(tmp_path: Pat
         shopify.config.scopes = ["read_orders"]
         woo.create_order(sample_order("woocommerce", 7_100_007, "lost@example.com"), deliver=False)
         wait_until(lambda: both("webhooks_missing", "firing", "woo"), 60, "webhooks_missing")
-        wait_until(lambda: all(both(kind, "resolved", store) for kind, store in
-                               [("shop_subscription", "woo"), ("shop_unreachable", "shop"), ("webhooks_missing", "woo")]),
-                   60, "the shop alerts to end")
+        shop_alerts = [("shop_subscription", "woo"), ("shop_unreachable", "shop"), ("webhooks_missing", "woo")]
+        wait_until(lambda: all(both(kind, "resolved", store) for kind, store in shop_alerts), 60, "the shop alerts to end")
         c.wait_drained(60)
         assert bridge(c, "alerts").stdout.strip() == "Nothing is firing."
 

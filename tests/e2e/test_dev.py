@@ -158,12 +158,24 @@ def newcomer_flow(command: str, cwd: Path, venv_bin: Path, startup: float) -> No
         # The live probe `bridge dev` suggests passes on its sandbox.
         probe = bridge(venv_bin, cwd, "check", "demo-woo", "--live")
         assert probe.returncode == 0 and "Every step matched." in probe.stdout, probe.stdout + probe.stderr
+        # The alert `bridge dev` tells how to make: a key refused once is firing in `bridge alerts`.
+        requests.patch(session["sandbox_url"] + "/_sandbox/config", timeout=5, json={
+            "fail_rules": [{"path": "transactions/create", "status": 401, "remaining": 1}]}).raise_for_status()
+        assert bridge(venv_bin, cwd, "send-test", "demo-woo").returncode == 0
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            firing = bridge(venv_bin, cwd, "alerts", "--json")
+            if "credentials_rejected" in firing.stdout:
+                break
+            time.sleep(0.3)
+        assert firing.returncode == 2 and '"store": "demo-woo"' in firing.stdout, firing.stdout + firing.stderr
 
         # Ctrl-C in the terminal reaches the whole foreground group.
         os.killpg(process.pid, signal.SIGINT)
         process.wait(timeout=30)
         printed = process.stdout.read() if process.stdout else ""
         assert "Probe        bridge check demo-woo --live" in printed, printed
+        assert "bridge alerts test" in printed and "_sandbox/config" in printed, printed
         time.sleep(0.5)
         left = [pid for pid in below | {int(dev_pid)} if alive(pid)]
         assert left == [], f"processes left behind: {left}"

@@ -135,10 +135,12 @@ class Sender:
         if record is None or delivery.receiver >= len(self.urls):
             self.state.delivered(delivery)  # expired long ago, or the receiver was removed
             return 0
-        message_id = "alert_" + hashlib.sha256(f"{delivery.id}|{delivery.seq}|{delivery.state}".encode()).hexdigest()[:24]
+        # The same id for every retry of one notification (the spec's idempotency key).
+        notification = f"{delivery.id}|{delivery.seq}|{delivery.state}"
+        message_id = "alert_" + hashlib.sha256(notification.encode()).hexdigest()[:24]
         answer = self.post(delivery.receiver, message_id, render(record, delivery.state))
-        fields: dict[str, Any] = {"alert": record.alert, "store": record.store, "state": delivery.state, "receiver": answer.receiver,
-                  "status": answer.status, "error": answer.error}
+        fields: dict[str, Any] = {"alert": record.alert, "store": record.store, "state": delivery.state,
+                                  "receiver": answer.receiver, "status": answer.status, "error": answer.error}
         receiver = str(delivery.receiver + 1)
         if answer.ok:
             self.state.delivered(delivery)

@@ -57,8 +57,8 @@ def _refused(r: AlertRecord, firing: bool) -> str:
     call = r.details.get("endpoint", r.key)
     if not firing:
         return f"Loyalty.lt accepts store {r.store}'s {call} calls again."
-    hint = (" The deduct body is inferred (README, \"Refunds\"): compare it with what Loyalty.lt expects."
-            if "deduct" in call else "")
+    hint = (" The deduct body is inferred (README, \"The deduct-points endpoint\"): compare it with what "
+            "Loyalty.lt expects." if "deduct" in call else "")
     return (f"Loyalty.lt refused {r.details.get('in_row')} {call} calls of store {r.store} in a row "
             f"({r.details.get('status')}).{hint}\nSee why: bridge failed --store {r.store}")
 
@@ -110,7 +110,7 @@ def _redis(r: AlertRecord, firing: bool) -> str:
     if not firing:
         return "Redis is safe for the bridge again."
     return (f"Redis is unsafe for the bridge: {'; '.join(r.details.get('problems', []))}.\n"
-            f"See the README, \"Redis\"; check: redis-cli INFO memory, CONFIG GET maxmemory-policy")
+            f"See the README, \"Run it in production\"; check: redis-cli INFO memory, CONFIG GET maxmemory-policy")
 
 
 def _test(r: AlertRecord, firing: bool) -> str:
