@@ -108,3 +108,12 @@ def test_a_secret_that_is_not_a_standard_webhooks_secret_is_refused_without_echo
     with pytest.raises(ValidationError) as caught:
         Settings(alert_secret="not base64 at all!")
     assert "whsec_" in str(caught.value) and "not base64 at all" not in str(caught.value)
+
+
+def test_a_digest_that_ends_while_held_is_told_firing_then_resolved(redis_conn: Redis) -> None:
+    state = AlertState(redis_conn, receivers=1, repeat=3600)
+    state.fire("job_failed", "coffee-woo", {"failures": []}, hold=0.5)
+    assert state.resolve("job_failed", "coffee-woo")
+    assert state.claim(lease=10) == []  # neither before the digest's time
+    time.sleep(0.55)
+    assert [d.state for d in state.claim(lease=10)] == ["firing", "resolved"]

@@ -69,6 +69,8 @@ class AlertRecord(BaseModel):
     # Notifications queued so far (the sequence number of the latest); when the latest was queued.
     sent: int = 0
     last_sent: float = 0.0
+    # When the first firing is due (a held digest): a resolved never goes out before it.
+    held_until: float = 0.0
     details: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -148,7 +150,8 @@ class AlertState:
             pipe.multi()
             if old is None or old.state == "resolved":
                 record = AlertRecord(id=cid, alert=alert, store=store, key=key, first_seen=moment, last_seen=moment,
-                                     details=merge({}, details), sent=(old.sent if old else 0) + 1, last_sent=now)
+                                     details=merge({}, details), sent=(old.sent if old else 0) + 1, last_sent=now,
+                                     held_until=now + hold)
                 self._queue(pipe, record, now + hold)
                 pipe.sadd(self.firing_key, cid)
                 queued = True
@@ -177,7 +180,7 @@ class AlertState:
             record = old.model_copy(update={"state": "resolved", "ended_at": datetime.fromtimestamp(now, UTC),
                                             "sent": old.sent + 1, "last_sent": now})
             pipe.multi()
-            self._queue(pipe, record, now)
+            self._queue(pipe, record, max(now, old.held_until))
             pipe.srem(self.firing_key, cid)
             pipe.set(rkey, record.model_dump_json(), ex=RESOLVED_KEPT)
             return True
