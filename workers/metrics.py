@@ -181,7 +181,7 @@ class AlertCollector(Collector):
         yield GaugeMetricFamily("bridge_redis_maxmemory_bytes", "Redis's maxmemory (0: no limit).",
                                 value=float(server.maxmemory))
         if server.persistent is not None:
-            yield GaugeMetricFamily("bridge_redis_persistent", "1 when Redis keeps its data on disk (AOF or RDB).",
+            yield GaugeMetricFamily("bridge_redis_persists", "1 when Redis keeps its data on disk (AOF or RDB).",
                                     value=float(server.persistent))
 
 
