@@ -65,7 +65,7 @@ def _refused(r: AlertRecord, firing: bool) -> str:
 
 def _subscription(r: AlertRecord, firing: bool) -> str:
     if not firing:
-        return f"Store {r.store}'s webhook subscriptions are all active again."
+        return f"store {r.store}'s webhook subscriptions are all active again."
     parts = []
     for topic in r.details.get("topics", []):
         fixed = f" ({topic['action']} it)" if topic.get("action") else " (not fixed)"
@@ -76,7 +76,7 @@ def _subscription(r: AlertRecord, firing: bool) -> str:
 
 def _unreachable(r: AlertRecord, firing: bool) -> str:
     if not firing:
-        return f"The sync reads store {r.store}'s shop again."
+        return f"the sync reads store {r.store}'s shop again."
     return (f"The sync could not read store {r.store}'s shop for {r.details.get('runs')} runs in a row "
             f"({r.details.get('outcome')}: {r.details.get('error')}).\nOrders missed meanwhile are read when it "
             f"answers again. Check: bridge check")
@@ -84,7 +84,7 @@ def _unreachable(r: AlertRecord, firing: bool) -> str:
 
 def _missing(r: AlertRecord, firing: bool) -> str:
     if not firing:
-        return f"The last sync of store {r.store} found no order that its webhooks had not brought."
+        return f"the last sync of store {r.store} found no order that its webhooks had not brought."
     return (f"The sync of store {r.store} found {r.details.get('events_queued')} events no webhook brought "
             f"(queued now): deliveries may fail while the subscriptions look active.\n"
             f"Check: bridge connect {r.store} --check")
@@ -92,7 +92,7 @@ def _missing(r: AlertRecord, firing: bool) -> str:
 
 def _workers_down(r: AlertRecord, firing: bool) -> str:
     if not firing:
-        return "A bridge worker is alive again; waiting events are being processed."
+        return "a bridge worker is alive again; waiting events are being processed."
     return (f"No bridge worker has been alive for {_duration(r.details.get('down_for', 0))} and "
             f"{r.details.get('waiting')} events are waiting: no points are awarded.\n"
             f"Start one: bridge worker (the Procfile's worker process)")
@@ -100,7 +100,7 @@ def _workers_down(r: AlertRecord, firing: bool) -> str:
 
 def _backlog(r: AlertRecord, firing: bool) -> str:
     if not firing:
-        return "The waiting events are being processed in time again."
+        return "the waiting events are being processed in time again."
     return (f"The oldest waiting event has waited {_duration(r.details.get('oldest_age', 0))} "
             f"({r.details.get('waiting')} waiting): the workers are stuck or too few.\n"
             f"See: bridge status; more workers: bridge worker --processes N")
