@@ -158,6 +158,7 @@ def newcomer_flow(command: str, cwd: Path, venv_bin: Path, startup: float) -> No
         # The live probe `bridge dev` suggests passes on its sandbox.
         probe = bridge(venv_bin, cwd, "check", "demo-woo", "--live")
         assert probe.returncode == 0 and "Every step matched." in probe.stdout, probe.stdout + probe.stderr
+
         # The alert `bridge dev` tells how to make: a key refused once is firing in `bridge alerts`.
         requests.patch(session["sandbox_url"] + "/_sandbox/config", timeout=5, json={
             "fail_rules": [{"path": "transactions/create", "status": 401, "remaining": 1}]}).raise_for_status()
