@@ -140,7 +140,6 @@ def _fail(ctx: WorkerContext, job: Job | None, ev: Event, reason: str, fields: d
     reference = ev.reference or ctx.events.reference_for(ev.store, ev.order_id)
     if reference:
         ctx.ledger.record_failure(ev.store, reference, ev.kind, reason, job.id if job else None)
-    ctx.alerts.job_failed(ev.store, job.id if job else None, ev.kind, reference, reason)
     fields.update(outcome="failed", reason=reason)
     log(logger, "job", logging.ERROR, **fields)
     observe_job(ev.kind, "failed")

@@ -8,14 +8,20 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from flask.testing import FlaskClient
 from pydantic import SecretStr, ValidationError
 from redis import Redis
+from rq.registry import FailedJobRegistry
 from standardwebhooks import Webhook
 
 from config.settings import Settings
+from tests.conftest import FakeApi, fixture_bytes, run_jobs, webhook_headers
+from workers.alerts.checks import check_failed, find_failed
 from workers.alerts.delivery import Sender
 from workers.alerts.reports import Alerts
 from workers.alerts.state import AlertState
+from workers.context import WorkerContext
+from workers.events import Event
 from tests.receiver import Receiver
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -57,24 +63,52 @@ def test_a_lasting_condition_is_told_again_after_the_repeat_interval(redis_conn:
     assert state.pending() == 4  # two notifications, two receivers each
 
 
-def test_signed_alerts_verify_with_standardwebhooks_and_failures_are_retried(
-        settings: Settings, redis_conn: Redis, receiver: Receiver) -> None:
+def test_failed_jobs_become_one_digest_per_store_signed_and_retried_until_taken(
+        settings: Settings, client: FlaskClient, worker_ctx: WorkerContext, api: FakeApi, redis_conn: Redis,
+        receiver: Receiver) -> None:
     alerts = alerts_for(settings, receiver, redis_conn, alert_secret=SecretStr(SECRET))
-    alerts.job_failed("coffee-woo", "job-1", "paid", "WC-1", "Loyalty.lt refused: 422 (user_email: jonas@example.com)")
+    api.error("transactions/create", 422, {"success": False, "message": "Validation failed", "code": 422,
+                                           "errors": {"user_email": ["jonas@example.com is not allowed"]}})
+    body = fixture_bytes("woocommerce", "processing")
+    client.post("/webhooks/woocommerce/coffee-woo", data=body,
+                headers=webhook_headers("woocommerce", body, "order.created"))
+    run_jobs(worker_ctx)
+    # Another failure of the store, by another road: a job whose retries after worker crashes ran out
+    # goes to the failed registry without the job saying so.
+    crashed = worker_ctx.events.build_job(Event(store="coffee-woo", platform="woocommerce", kind="paid",
+                                                order_id="77", reference="WC-77"), "{}")
+    crashed.save()
+    FailedJobRegistry(queue=worker_ctx.events.queue).add(crashed, exc_string="Work-horse terminated unexpectedly")
+    find_failed(alerts.state, alerts.settings)
+    find_failed(alerts.state, alerts.settings)  # a second look finds nothing new
+    [record] = alerts.state.firing()
+    assert (record.alert, record.store, record.count) == ("job_failed", "coffee-woo", 2)
+    assert {f["reference"] for f in record.details["failures"]} == {"WC-4210", "WC-77"}
+
+    api.mock.add_passthru(receiver.url)  # only Loyalty.lt is faked: the receiver is real
     sender = Sender(alerts.settings, alerts.state)
     receiver.fail_next = 2
-    while alerts.state.pending():
+    for _ in range(100):
+        if not alerts.state.pending():
+            break
         sender.deliver_due()
         time.sleep(0.05)
-    statuses = [status for _, _, status in receiver.posts]
-    assert statuses == [503, 503, 200]
-    ids = {headers["webhook-id"] for headers, _, _ in receiver.posts}
-    assert len(ids) == 1  # every retry of one notification carries its id: receivers can drop repeats
+    assert [status for _, _, status in receiver.posts] == [503, 503, 200]
+    assert len({headers["webhook-id"] for headers, _, _ in receiver.posts}) == 1  # one id for every retry
     headers, raw, _ = receiver.posts[-1]
-    body = Webhook(SECRET).verify(raw, headers)
-    assert body["alert"] == "job_failed" and body["state"] == "firing" and body["store"] == "coffee-woo"
-    assert "bridge replay WC-1 --store coffee-woo" in body["text"]
-    assert b"jonas@" not in raw and "j***@example.com" in body["text"]
+    sent = Webhook(SECRET).verify(raw, headers)
+    assert (sent["alert"], sent["state"], sent["store"], sent["count"]) == ("job_failed", "firing", "coffee-woo", 2)
+    assert "bridge replay --failed --store coffee-woo" in sent["text"]
+    assert "bridge replay WC-4210 --store coffee-woo" in raw.decode()
+    assert b"jonas@" not in raw and b"j***@example.com" in raw
+
+    # Both leave the failed registry (replayed, dismissed): the digest ends.
+    FailedJobRegistry(queue=worker_ctx.events.queue).remove("paid-coffee-woo-4210")
+    check_failed(alerts.state, "loyalty")
+    assert len(alerts.state.firing()) == 1
+    FailedJobRegistry(queue=worker_ctx.events.queue).remove("paid-coffee-woo-77")
+    check_failed(alerts.state, "loyalty")
+    assert alerts.state.firing() == [] and alerts.state.pending() == 1
 
 
 def test_a_receiver_that_refuses_is_not_tried_again(settings: Settings, redis_conn: Redis,

@@ -4,8 +4,9 @@
   ``alert_workers_down_after``. The web processes look too, since they are what still runs.
 - ``backlog_stale``: the oldest waiting event has waited ``alert_backlog_age``.
 - ``redis``: the server evicts keys, is nearly full, or keeps nothing on disk.
-- the end of ``job_failed``: the failed jobs it covered have left the failed registry (replayed,
-  deleted).
+- ``job_failed``: jobs that reached the failed registry since the last look, whatever took them
+  there, one digest per store held ``alert_digest_seconds`` so the failures of that minute arrive as
+  one; it ends when they have all left the failed registry (replayed, dismissed).
 
 "Waiting" is the bridge's index of open jobs (:class:`~workers.event_queue.EventQueue`): each job
 scored by when it was queued or is next due, so a job counts once its time has come, and a job held
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from pydantic import BaseModel
 from redis import Redis
@@ -26,8 +28,10 @@ from rq.registry import FailedJobRegistry
 from config.log_format import log
 from config.settings import Settings
 from workers.alerts import redis_server
+from workers.alerts.kinds import DIGEST_NAMED
 from workers.alerts.state import AlertState
 from workers.event_queue import EventQueue
+from workers.ops import fetch_jobs, view
 
 logger = logging.getLogger("workers.alerts.checks")
 
@@ -76,6 +80,38 @@ def check_workers(state: AlertState, settings: Settings, seen: Backlog) -> None:
         state.resolve("backlog_stale", None)
 
 
+def _digest(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    return {"failures": (old.get("failures", []) + new["failures"])[:DIGEST_NAMED]}
+
+
+def find_failed(state: AlertState, settings: Settings) -> None:
+    """Fire each store's job_failed for the jobs that reached the failed registry since the last look,
+    whatever took them there (the job's own verdict, or retries spent on crashes and timeouts)."""
+    conn = state.connection
+    registry = FailedJobRegistry(settings.queue_name, connection=conn)
+    mark: bytes | None = conn.get(state.failed_mark_key)  # type: ignore[assignment]
+    # RQ scores a failed job by when it failed plus its failure TTL (one for every job of a
+    # deployment) in whole seconds: read from the last score seen, inclusive, and skip what is known.
+    found: list[tuple[bytes, float]] = conn.zrangebyscore(  # type: ignore[assignment]
+        registry.key, mark.decode() if mark else "-inf", "+inf", withscores=True)
+    if not found:
+        return
+    new: dict[str, list[dict[str, Any]]] = {}
+    for job in fetch_jobs(conn, [member.decode() for member, _ in found]):
+        seen = view(job)
+        store = seen.store or "unknown"
+        if conn.sismember(state.failed_key(store), job.id):
+            continue
+        state.note_failed(store, job.id)
+        replay = f"bridge replay {seen.reference} --store {store}" if seen.reference else None
+        new.setdefault(store, []).append({"reference": seen.reference, "event": seen.event,
+                                          "reason": seen.last_error, "job_id": job.id, "replay": replay})
+    for store, failures in new.items():
+        state.fire("job_failed", store, {"failures": failures}, hold=settings.alert_digest_seconds, merge=_digest,
+                   seen=len(failures))
+    conn.set(state.failed_mark_key, max(score for _, score in found))
+
+
 def check_failed(state: AlertState, queue_name: str) -> None:
     """Resolve a store's job_failed once none of the failed jobs it covered is in the failed registry."""
     registry = FailedJobRegistry(queue_name, connection=state.connection)
@@ -103,6 +139,7 @@ def run_checks(state: AlertState, settings: Settings) -> None:
     """One round of every periodic check; a Redis error ends the round (the next one tries again)."""
     try:
         check_workers(state, settings, backlog(state.connection, settings.queue_name))
+        find_failed(state, settings)
         check_failed(state, settings.queue_name)
         check_redis(state, settings)
     except RedisError as exc:

@@ -1,8 +1,6 @@
-"""What the job path and the shop tasks tell the alerts, as it happens.
+"""What the Loyalty.lt client and the shop tasks tell the alerts, as it happens (``job_failed`` is
+found in the failed registry instead, see :mod:`workers.alerts.checks`).
 
-- a job that ends in the failed registry → ``job_failed`` (a digest per store, held
-  ``alert_digest_seconds`` so the failures of that minute arrive as one; it ends when they have all
-  left the failed registry, see :mod:`workers.alerts.checks`);
 - every Loyalty.lt answer → ``credentials_rejected`` (401/403; ends at the store's next 2xx) and
   ``calls_refused`` (``alert_refused_in_row`` 400/422 answers in a row to one kind of call of one
   store; ends at that call's next 2xx);
@@ -28,7 +26,6 @@ from redis.exceptions import RedisError
 
 from config.log_format import log
 from config.settings import Settings
-from workers.alerts.kinds import DIGEST_NAMED
 from workers.alerts.state import AlertState, condition_id
 
 logger = logging.getLogger("workers.alerts")
@@ -48,27 +45,12 @@ def _never_raises(method: Callable[P, None]) -> Callable[P, None]:
     return wrapper
 
 
-def _digest(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    failures = old.get("failures", []) + new["failures"]
-    return {"failures": failures[:DIGEST_NAMED]}
-
-
 class Alerts:
     """The reports of one process (built with its settings and Redis)."""
 
     def __init__(self, connection: Redis, settings: Settings) -> None:
         self.settings = settings
         self.state = AlertState(connection, receivers=len(settings.alert_urls), repeat=settings.alert_repeat)
-
-    @_never_raises
-    def job_failed(self, store: str, job_id: str | None, event: str, reference: str | None, reason: str) -> None:
-        """An event of ``store`` went to the failed registry for good."""
-        if job_id is not None:
-            self.state.note_failed(store, job_id)
-        failure = {"reference": reference, "event": event, "reason": reason, "job_id": job_id,
-                   "replay": f"bridge replay {reference} --store {store}" if reference else None}
-        self.state.fire("job_failed", store, {"failures": [failure]}, hold=self.settings.alert_digest_seconds,
-                        merge=_digest)
 
     @_never_raises
     def answered(self, store: str, endpoint: str, status: int | None) -> None:

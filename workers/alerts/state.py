@@ -21,8 +21,8 @@ Keys (none per order; a deployment holds a handful of conditions):
 - ``lb:alert:streak:{what}`` — consecutive refusals or failed runs, one day after the last;
 - ``lb:alert:failed:{store}`` — ids of the store's failed jobs the job_failed alert covers (~40 B
   per failed job, gone when the job leaves the failed registry);
-- ``lb:alert:round`` and ``lb:alert:workers-seen`` — the periodic checks' lease and when a worker
-  was last alive.
+- ``lb:alert:round``, ``lb:alert:workers-seen`` and ``lb:alert:failed-mark`` — the periodic checks'
+  lease, when a worker was last alive, and how far the failed registry has been read.
 """
 
 from __future__ import annotations
@@ -113,6 +113,7 @@ class AlertState:
     outbox_key = f"{KEY_PREFIX}outbox"
     attempts_key = f"{KEY_PREFIX}attempts"
     round_key = f"{KEY_PREFIX}round"
+    failed_mark_key = f"{KEY_PREFIX}failed-mark"
     workers_seen_key = f"{KEY_PREFIX}workers-seen"
 
     def __init__(self, connection: Redis, receivers: int, repeat: float) -> None:
@@ -136,10 +137,10 @@ class AlertState:
     # --- conditions -------------------------------------------------------------------------------
 
     def fire(self, alert: Kind, store: str | None, details: dict[str, Any], *, key: str = "",
-             hold: float = 0.0, merge: Merge = replace) -> bool:
-        """The condition holds now. Queues a ``firing`` when it starts (``hold`` seconds later, so
-        what joins it meanwhile goes in the same notification) and again once ``repeat`` has passed
-        since the last; returns whether this call queued one."""
+             hold: float = 0.0, merge: Merge = replace, seen: int = 1) -> bool:
+        """The condition holds now (``seen`` times over). Queues a ``firing`` when it starts
+        (``hold`` seconds later, so what joins it meanwhile goes in the same notification) and again
+        once ``repeat`` has passed since the last; returns whether this call queued one."""
         cid = condition_id(alert, store, key)
         rkey = self.record_key(cid)
 
@@ -150,13 +151,13 @@ class AlertState:
             pipe.multi()
             if old is None or old.state == "resolved":
                 record = AlertRecord(id=cid, alert=alert, store=store, key=key, first_seen=moment, last_seen=moment,
-                                     details=merge({}, details), sent=(old.sent if old else 0) + 1, last_sent=now,
+                                     count=seen, details=merge({}, details), sent=(old.sent if old else 0) + 1, last_sent=now,
                                      held_until=now + hold)
                 self._queue(pipe, record, now + hold)
                 pipe.sadd(self.firing_key, cid)
                 queued = True
             else:
-                record = old.model_copy(update={"count": old.count + 1, "last_seen": moment,
+                record = old.model_copy(update={"count": old.count + seen, "last_seen": moment,
                                                 "details": merge(old.details, details)})
                 queued = now - old.last_sent >= self.repeat
                 if queued:
