@@ -149,7 +149,7 @@ class AlertCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         from workers.alerts import redis_server
         from workers.alerts.checks import backlog
-        from workers.alerts.kinds import KINDS
+        from workers.alerts.kinds import CONDITIONS
         from workers.alerts.state import AlertState
 
         state = AlertState(self.connection, receivers=0, repeat=0)
@@ -164,7 +164,7 @@ class AlertCollector(Collector):
             return
         alerts = GaugeMetricFamily("bridge_alerts_firing", "Alert conditions firing now, by kind (bridge alerts).",
                                    labels=["alert"])
-        for kind in KINDS:
+        for kind in CONDITIONS:
             alerts.add_metric([kind], float(firing.get(kind, 0)))
         yield alerts
         yield GaugeMetricFamily("bridge_alert_outbox", "Alert notifications not yet delivered (due or waiting "

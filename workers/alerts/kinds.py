@@ -17,6 +17,8 @@ Kind = Literal["job_failed", "credentials_rejected", "calls_refused", "shop_subs
                "webhooks_missing", "workers_down", "backlog_stale", "redis", "test"]
 KINDS: tuple[Kind, ...] = ("job_failed", "credentials_rejected", "calls_refused", "shop_subscription",
                            "shop_unreachable", "webhooks_missing", "workers_down", "backlog_stale", "redis", "test")
+# The kinds that are conditions (all but the test alert).
+CONDITIONS = tuple(kind for kind in KINDS if kind != "test")
 PREFIX = "loyalty-bridge"
 # Failures a job_failed digest names one by one (the count says how many there were).
 DIGEST_NAMED = 10
