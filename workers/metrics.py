@@ -140,14 +140,13 @@ class ShopCollector(Collector):
 
 class AlertCollector(Collector):
     """What the alerts look at, read from Redis when scraped: the conditions firing, the outbox, the
-    workers alive, the waiting events and the Redis server's own settings."""
+    workers alive and the waiting events (the Redis server's gauges are RedisServerCollector's)."""
 
     def __init__(self, connection: Redis, queue_name: str) -> None:
         self.connection = connection
         self.queue_name = queue_name
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        from workers.alerts import redis_server
         from workers.alerts.checks import backlog
         from workers.alerts.kinds import CONDITIONS
         from workers.alerts.state import AlertState
@@ -159,7 +158,6 @@ class AlertCollector(Collector):
                 firing[record.alert] = firing.get(record.alert, 0) + 1
             pending = state.pending()
             seen = backlog(self.connection, self.queue_name)
-            server = redis_server.inspect(self.connection)
         except RedisError:
             return
         alerts = GaugeMetricFamily("bridge_alerts_firing", "Alert conditions firing now, by kind (bridge alerts).",
@@ -174,15 +172,6 @@ class AlertCollector(Collector):
                                 "finished yet.", value=float(seen.waiting))
         yield GaugeMetricFamily("bridge_oldest_waiting_event_age_seconds", "How long the oldest waiting event "
                                 "has waited.", value=seen.oldest_age)
-        yield GaugeMetricFamily("bridge_redis_evicting", "1 when Redis's maxmemory-policy evicts keys.",
-                                value=float(server.evicting))
-        yield GaugeMetricFamily("bridge_redis_used_memory_bytes", "Redis's used_memory.",
-                                value=float(server.used_memory))
-        yield GaugeMetricFamily("bridge_redis_maxmemory_bytes", "Redis's maxmemory (0: no limit).",
-                                value=float(server.maxmemory))
-        if server.persistent is not None:
-            yield GaugeMetricFamily("bridge_redis_persists", "1 when Redis keeps its data on disk (AOF or RDB).",
-                                    value=float(server.persistent))
 
 
 def _registry(connection: Redis, queue_name: str, stores: Iterable[str]) -> CollectorRegistry:

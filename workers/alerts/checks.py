@@ -3,7 +3,8 @@
 - ``workers_down``: events are waiting and no worker has been alive for
   ``alert_workers_down_after``. The web processes look too, since they are what still runs.
 - ``backlog_stale``: the oldest waiting event has waited ``alert_backlog_age``.
-- ``redis``: the server evicts keys, is nearly full, or keeps nothing on disk.
+- ``redis``: the server evicts keys, is nearly full, or keeps nothing on disk
+  (:mod:`workers.redis_checks`, the checks ``bridge check`` prints).
 - ``job_failed``: jobs that reached the failed registry since the last look, whatever took them
   there, one digest per store held ``alert_digest_seconds`` so the failures of that minute arrive as
   one; it ends when they have all left the failed registry (replayed, dismissed).
@@ -27,11 +28,11 @@ from rq.registry import FailedJobRegistry
 
 from config.log_format import log
 from config.settings import Settings
-from workers.alerts import redis_server
 from workers.alerts.kinds import DIGEST_NAMED
 from workers.alerts.state import AlertState
 from workers.event_queue import EventQueue
 from workers.ops import fetch_jobs, view
+from workers.redis_checks import inspect_server
 
 logger = logging.getLogger("workers.alerts.checks")
 
@@ -127,10 +128,16 @@ def check_failed(state: AlertState, queue_name: str) -> None:
 
 
 def check_redis(state: AlertState, settings: Settings) -> None:
-    """Fire or resolve the redis alert from the server's own report."""
-    problems = redis_server.inspect(state.connection).problems(settings.alert_redis_memory_ratio)
+    """Fire or resolve the redis alert from issue #20's checks of the server (eviction, persistence,
+    memory), with memory above ``alert_redis_memory_ratio`` of maxmemory a problem too."""
+    report = inspect_server(state.connection)
+    problems = list(report.problems)
+    ratio = settings.alert_redis_memory_ratio
+    if not report.memory_tight and report.maxmemory and report.used_memory > ratio * report.maxmemory:
+        problems.append(f"Redis memory is above {ratio:.0%} of maxmemory: {report.memory}")
     if problems:
-        state.fire("redis", None, {"problems": problems})
+        state.fire("redis", None, {"problems": problems, "policy": report.policy, "persistence": report.persistence,
+                                   "memory": report.memory})
     else:
         state.resolve("redis", None)
 

@@ -112,7 +112,7 @@ def _redis(r: AlertRecord, firing: bool) -> str:
     if not firing:
         return "Redis is safe for the bridge again."
     return (f"Redis is unsafe for the bridge: {'; '.join(r.details.get('problems', []))}.\n"
-            f"See the README, \"Run it in production\"; check: redis-cli INFO memory, CONFIG GET maxmemory-policy")
+            "See all of it: bridge check")
 
 
 def _test(r: AlertRecord, firing: bool) -> str:
