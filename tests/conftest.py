@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,10 +149,22 @@ class Replicated:
             info = client.info("replication")
         return any(isinstance(v, dict) and v.get("state") == "online" for k, v in info.items() if k.startswith("slave"))
 
+    def hold_replica(self) -> None:
+        """Freeze the replica (SIGSTOP): it stays connected, so the primary counts it as online, but it
+        takes in and acknowledges nothing until :meth:`release_replica`."""
+        assert self.replica.process is not None
+        os.kill(self.replica.process.pid, signal.SIGSTOP)
+
+    def release_replica(self) -> None:
+        """Let a held replica go on (it catches up by itself); nothing for one that is not held."""
+        if self.replica.process is not None:
+            os.kill(self.replica.process.pid, signal.SIGCONT)
+
     def start_replica(self) -> None:
-        """Start the replica if it is stopped, and wait until it is in sync."""
+        """Start the replica if it is stopped (release it if held), and wait until it is in sync."""
         import time
 
+        self.release_replica()
         if self.replica.process is None:
             self.replica.start()
         deadline = time.monotonic() + 10
@@ -171,12 +185,13 @@ def replicated_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rep
 
 
 @pytest.fixture
-def replicated(replicated_servers: Replicated) -> Replicated:
+def replicated(replicated_servers: Replicated) -> Iterator[Replicated]:
     """The replicated Redis, emptied, with its replica running and in sync."""
     replicated_servers.start_replica()
     with Redis(port=replicated_servers.primary.port) as client:
         client.flushall()
-    return replicated_servers
+    yield replicated_servers
+    replicated_servers.release_replica()   # a test that failed while holding it leaves it running
 
 
 @pytest.fixture
@@ -254,17 +269,31 @@ class FakeApi:
     def url(self, endpoint: str, locale: str = "en") -> str:
         return f"{API}/{locale}/shop/{endpoint}"
 
-    def create_ok(self, points: int = 100, transaction_id: int = 9001, user_id: int = 77, locale: str = "en") -> None:
-        self.mock.post(self.url("transactions/create", locale), json={
+    def create_ok(self, points: int = 100, transaction_id: int = 9001, user_id: int = 77, locale: str = "en",
+                  on_call: Callable[[], None] | None = None) -> None:
+        self._answer("transactions/create", locale, on_call, {
             "success": True, "message": "Points awarded successfully", "code": 200, "request_id": "r-1",
             "data": {"transaction_id": transaction_id, "points_awarded": points, "points_balance": points,
                      "loyalty_card_id": 501, "card_number": "000-000-501", "user_id": user_id,
                      "order_total": 1.0, "currency": "EUR"}})
 
-    def deduct_ok(self, transaction_id: int = 9100, locale: str = "en") -> None:
-        self.mock.post(self.url("transactions/deduct-points", locale), json={
+    def deduct_ok(self, transaction_id: int = 9100, locale: str = "en", on_call: Callable[[], None] | None = None) -> None:
+        self._answer("transactions/deduct-points", locale, on_call, {
             "success": True, "message": "Points deducted", "code": 200, "request_id": "r-2",
             "data": {"transaction_id": transaction_id, "points_deducted": 1, "points_balance": 0}})
+
+    def _answer(self, endpoint: str, locale: str, on_call: Callable[[], None] | None, body: dict[str, Any]) -> None:
+        """Answer POSTs to ``endpoint`` with ``body``; ``on_call`` runs as each call arrives (something
+        to happen while the call is on the wire)."""
+        if on_call is None:
+            self.mock.post(self.url(endpoint, locale), json=body)
+            return
+
+        def answer(_: Any) -> tuple[int, dict[str, str], str]:
+            on_call()
+            return 200, {"Content-Type": "application/json"}, json.dumps(body)
+
+        self.mock.add_callback("POST", self.url(endpoint, locale), callback=answer)
 
     def error(self, endpoint: str, status: int, body: dict[str, Any] | None = None, method: str = "POST",
               headers: dict[str, str] | None = None, locale: str = "en") -> None:

@@ -77,6 +77,8 @@ def award_order(ctx: WorkerContext, store: StoreConfig, order: Order, job_id: st
                 return Outcome(outcome="awarded", reference=reference, points=award.points,
                                transaction_id=award.transaction_id,
                                reason="recovered: the earlier call had landed" + (f"; {applied}" if applied else ""))
+            # Recorded by an earlier attempt, whose WAIT may have fallen short.
+            ctx.ledger.confirm()
             return Outcome(outcome="already awarded", reference=reference, points=award.points,
                            transaction_id=award.transaction_id, reason=applied)
         if record.skipped is not None:

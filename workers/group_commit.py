@@ -21,7 +21,11 @@ harmless.
 With a required number of replicas (:mod:`workers.replication`), the pipeline ends with one
 ``WAIT``, which covers every script in it: a call whose script ran but whose WAIT fell short (or
 could not be read) fails with :class:`~workers.replication.NotReplicated`, so its webhook is
-answered 503 and the shop sends it again. The WAIT travels in the same packet as the scripts, so
+answered 503 and the shop sends it again. Before the WAIT goes :data:`~workers.replication.CARRY`,
+a write of no meaning: a script that found its event already queued may have written nothing, and
+the first delivery's write, made on another connection, is what its "duplicate" answer stands on;
+with the carry, the WAIT covers that write too, so a duplicate is acknowledged only once a replica
+holds the original. The WAIT travels in the same packet as the scripts, so
 the batch stays one round trip; its answer comes once the replicas have the writes.
 
 The connection is this process's alone, made from the client's pool settings (TLS, timeouts,
@@ -43,7 +47,7 @@ from redis.connection import AbstractConnection
 from redis.exceptions import ConnectionError, NoScriptError, RedisError, ResponseError
 from redis.retry import Retry
 
-from workers.replication import Command, NotReplicated, Replication
+from workers.replication import CARRY, Command, NotReplicated, Replication
 
 _UNREAD = object()
 
@@ -178,7 +182,7 @@ class GroupCommit:
         connection = self._open()
         commands = [call.command for call in batch]
         if self._replication.required:
-            commands.append(self._replication.command)
+            commands += [CARRY, self._replication.command]
         connection.send_packed_command(connection.pack_commands(commands))
         missing = []
         for call in batch:
@@ -194,8 +198,9 @@ class GroupCommit:
         return missing
 
     def _confirm(self, connection: AbstractConnection, ran: list[_Call]) -> None:
-        """Read the batch's WAIT: the calls whose scripts ran stand only if it reached the replicas."""
+        """Read the batch's carry and WAIT: the calls whose scripts ran stand only if it reached the replicas."""
         try:
+            connection.read_response()   # the carry's OK; an error (a full Redis) leaves the WAIT unread
             self._replication.check(connection.read_response())
         except BaseException as exc:
             failure = exc if isinstance(exc, NotReplicated) else NotReplicated(f"WAIT unanswered: {exc!r}")

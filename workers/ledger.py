@@ -23,7 +23,8 @@ One Redis hash per (store, reference). Its fields, each a small JSON document:
 With a required number of replicas (``BRIDGE_REDIS_MIN_REPLICAS``, :mod:`workers.replication`), an
 in-flight mark and a recorded award or refund count only once Redis's WAIT says the replicas hold
 them: the mark before its call leaves (not replicated: taken back, and the job retries without
-calling), the outcome before the job goes on (not replicated: the job retries and finds it).
+calling), the outcome before the job goes on (not replicated: the job retries and finds it). The
+retry that finds it goes on only once the replicas hold it too (:meth:`Ledger.confirm`).
 
 Entries keep no customer email or name. Awards are also indexed by time per store, for reconcile,
 and pending awards by due time, for metrics and ``bridge status``.
@@ -281,6 +282,12 @@ class Ledger:
             for command in commands:
                 pipe.execute_command(*command)
             pipe.execute()
+
+    def confirm(self) -> None:
+        """With a required number of replicas, make sure they hold what was just read here: an outcome
+        found recorded by an earlier attempt whose WAIT fell short is on a replica before the job that
+        found it goes on (else :class:`NotReplicated`, and the job retries). Nothing otherwise."""
+        self.replication.confirm(self.connection)
 
     def mark_in_flight(self, store: str, reference: str, op: str, job_id: str | None, *,
                        award: Award | None = None, deduction: AppliedRefund | None = None,

@@ -62,6 +62,7 @@ def refund_order(ctx: WorkerContext, store: StoreConfig, refund: Refund, job_id:
         record = ctx.ledger.get(store.id, reference)
         if refund.refund_id in record.refunds:
             done = record.refunds[refund.refund_id]
+            ctx.ledger.confirm()   # recorded by an earlier attempt, whose WAIT may have fallen short
             return Outcome(outcome="already applied", reference=reference, points=done.points,
                            transaction_id=done.transaction_id)
         record = recovery.settle(ctx, store, record)

@@ -13,6 +13,15 @@ followed by ``WAIT N timeout`` and count only once N replicas hold them:
 - the outcome recorded after the call: the job reports success only once the ledger entry is
   replicated; otherwise it retries, and finds the entry (or, after a failover, the mark).
 
+A job that finds its outcome already recorded (an earlier attempt whose WAIT fell short) and an
+intake call answered "duplicate" read a write that may not be on a replica yet, made on another
+connection, and may have written nothing themselves. WAIT counts the replicas that acknowledged the
+connection's own last write offset (Redis 7 advances it only on a write; 6.2 on any command, but a
+connection's first command leaves it at 0), so a WAIT alone could be answered at once. Before their
+WAIT they write :data:`CARRY`, which changes nothing anyone reads but is replicated like any write:
+the WAIT then covers everything the primary held, what they read included (:meth:`Replication.confirm`,
+and every batch of :mod:`workers.group_commit`).
+
 Everything else a job writes needs no WAIT: replication keeps the primary's order, so whatever a
 replica holds, it also holds every write made before it, and a job whose later writes were lost runs
 again and repeats them (it is idempotent). WAIT counts the replicas that acknowledged this
@@ -35,6 +44,13 @@ from config.settings import Settings
 
 
 Command = Sequence[bytes | str | int | float]
+
+# The key :data:`CARRY` writes: one key of a few bytes, no TTL, nothing per order; its value means
+# nothing (a write to a key of the bridge's own, which a Redis user limited to ``lb:*`` may make,
+# where a PUBLISH would need channel rights).
+CARRY_KEY = "lb:replication-offset"
+# A write that carries a connection's replication offset up to the primary's current one.
+CARRY: Command = ("SET", CARRY_KEY, "1")
 
 
 class NotReplicated(RedisError):
@@ -90,6 +106,15 @@ class Replication:
             raise failed
         self.check(acknowledged)
         return list(replies)
+
+    def confirm(self, connection: Redis) -> None:
+        """Make sure the replicas hold every write the primary holds now (what the caller just read on
+        it included): :data:`CARRY`, then WAIT, in one round trip on one connection.
+
+        Raises :class:`NotReplicated` when too few replicas confirm in time.
+        """
+        if self.required:
+            self.transaction(connection, [CARRY])
 
     def check(self, acknowledged: Any) -> None:
         """Raise :class:`NotReplicated` unless WAIT's answer reaches the required replicas."""

@@ -30,11 +30,12 @@ def bridge_settings(replicated: Replicated, tmp_path: Path, min_replicas: int) -
                     redis_min_replicas=min_replicas, redis_wait_timeout=100)
 
 
-def post_paid_order(settings: Settings) -> tuple[int, dict[str, str], dict[str, str]]:
+def post_paid_order(settings: Settings, case: str = "processing",
+                    topic: str = "order.created") -> tuple[int, dict[str, str], dict[str, str]]:
     app = create_app(settings, make_stores(), connect(settings.redis_url or "", timeout=2.0))
-    body = fixture_bytes("woocommerce", "processing")
+    body = fixture_bytes("woocommerce", case)
     resp = app.test_client().post("/webhooks/woocommerce/coffee-woo", data=body,
-                                  headers=webhook_headers("woocommerce", body, "order.created"))
+                                  headers=webhook_headers("woocommerce", body, topic))
     return resp.status_code, dict(resp.headers), resp.json or {}
 
 
@@ -140,3 +141,86 @@ def test_the_rate_limiter_keeps_its_windows_on_the_primary_through_sentinel(repl
     assert limiter.acquire(store) == 0
     with Redis(port=replicated.primary.port) as primary:
         assert primary.keys(f"{KEY_PREFIX}*")   # the windows are the primary's, where every worker counts
+
+
+@pytest.mark.parametrize("kind", ["award", "refund"])
+def test_a_retry_that_finds_its_outcome_recorded_goes_on_only_once_a_replica_holds_it(
+        replicated: Replicated, tmp_path: Path, api: FakeApi, kind: str) -> None:
+    settings = bridge_settings(replicated, tmp_path, 1)
+    connection = connect(settings.redis_url or "")
+    ctx = WorkerContext.build(settings, make_stores(), connection)
+    context.install(ctx)
+    try:
+        # The replica stops acknowledging while the call is on the wire: the in-flight mark is on it,
+        # the outcome recorded after the call is not, and the job retries.
+        if kind == "award":
+            api.create_ok(points=278, on_call=replicated.hold_replica)
+            assert post_paid_order(settings)[0] == 202
+            job_id, endpoint = JOB, "transactions/create"
+        else:
+            api.create_ok(points=278)
+            assert post_paid_order(settings)[0] == 202
+            run_jobs(ctx)
+            api.deduct_ok(on_call=replicated.hold_replica)
+            assert post_paid_order(settings, "partial_refund", "order.updated")[0] == 202
+            job_id, endpoint = "refund-coffee-woo-4210-4301", "transactions/deduct-points"
+        run_jobs(ctx, rounds=1, horizon=0)
+        job = Job.fetch(job_id, connection=connection)
+        assert "0 of 1 required Redis replicas confirmed the write" in job.meta["last_error"]
+        record = ctx.ledger.get("coffee-woo", "WC-4210")
+        assert (record.award if kind == "award" else record.refunds.get("4301")) is not None   # on the primary
+        attempts = ctx.retry_policy.attempts(job)
+
+        # The retry finds the outcome on the primary, and the replica still lacks it: it does not
+        # finish (a WAIT of its own, with nothing written, would have been answered at once).
+        run_jobs(ctx, rounds=2, horizon=2)
+        job.refresh()
+        assert ctx.retry_policy.attempts(job) > attempts and job.get_status() == "scheduled"
+        assert "0 of 1 required Redis replicas confirmed the write" in job.meta["last_error"]
+
+        replicated.release_replica()
+        run_jobs(ctx)
+        job.refresh()
+        assert job.get_status() == "finished"
+        assert len(api.calls(endpoint)) == 1
+        on_replica_record = Ledger(on_replica(replicated), retention=86400).get("coffee-woo", "WC-4210")
+        assert (on_replica_record.award if kind == "award" else on_replica_record.refunds.get("4301")) is not None
+    finally:
+        context.install(None)
+
+
+def test_a_redelivery_is_answered_duplicate_only_once_a_replica_holds_the_first_delivery(replicated: Replicated,
+                                                                                          tmp_path: Path) -> None:
+    settings = bridge_settings(replicated, tmp_path, 1)
+    replicated.hold_replica()
+    # The first delivery is written on the primary, but not acknowledged: no replica has it.
+    assert post_paid_order(settings)[0] == 503
+    with Redis(port=replicated.primary.port) as primary:
+        assert primary.exists(Job.key_for(JOB)) == 1
+    # The shop sends it again while the replica still lacks it: a "duplicate" now would tell the shop
+    # to stop sending an order that a failover would lose.
+    status, headers, _ = post_paid_order(settings)
+    assert status == 503 and int(headers["Retry-After"]) > 0
+    replicated.release_replica()
+    status, _, body = post_paid_order(settings)
+    assert (status, body["status"]) == (200, "duplicate")
+    assert on_replica(replicated).exists(Job.key_for(JOB)) == 1
+
+
+def test_an_outcome_found_recorded_is_confirmed_once_the_replica_holds_it(replicated: Replicated) -> None:
+    from decimal import Decimal
+
+    from workers.ledger import AppliedRefund
+    from workers.replication import NotReplicated, Replication
+
+    ledger = Ledger(connect(replicated.sentinel.url), retention=86400, replication=Replication(1, 100))
+    replicated.hold_replica()
+    with pytest.raises(NotReplicated):
+        ledger.record_refund("coffee-woo", "WC-1", "77", AppliedRefund(points=5, amount=Decimal("1.00"), at="now"))
+    # A retry finds the refund on the primary: before it goes on, the replica must hold it.
+    assert ledger.get("coffee-woo", "WC-1").refunds["77"].points == 5
+    with pytest.raises(NotReplicated, match="0 of 1 required Redis replicas"):
+        ledger.confirm()
+    replicated.release_replica()
+    ledger.confirm()
+    assert Ledger(on_replica(replicated), retention=86400).get("coffee-woo", "WC-1").refunds["77"].points == 5
