@@ -24,7 +24,7 @@ from workers.alerts.loop import AlertLoop
 from workers.alerts.reports import Alerts
 from workers.connection import connect
 from workers.event_queue import EventQueue
-from workers.redis_checks import warn_at_start
+from workers.redis_checks import replicas, warn_at_start
 
 logger = logging.getLogger("bridge.app")
 # Redis for the intake: a shop waits for the answer, so fail fast and answer 503.
@@ -70,14 +70,23 @@ def create_app(settings: Settings | None = None, stores: Stores | None = None,
         """The process is up (no dependency checked)."""
         return jsonify(status="ok")
 
+    required = settings.redis_min_replicas
+
     @app.get("/readyz")
     def readyz() -> tuple[Response, int]:
-        """Ready to take webhooks: Redis answers."""
+        """Ready to take webhooks: Redis answers, and with ``BRIDGE_REDIS_MIN_REPLICAS`` that many
+        replicas are in sync (else every webhook would be answered 503)."""
         try:
-            connection.ping()
+            if not required:
+                connection.ping()
+                return jsonify(status="ok", redis="ok", stores=len(stores)), 200
+            copies = replicas.inspect(connection, required)
         except RedisError as exc:
             return jsonify(status="unavailable", redis=type(exc).__name__), 503
-        return jsonify(status="ok", redis="ok", stores=len(stores)), 200
+        held = f"{copies.in_sync} of {required} required in sync"
+        if reason := replicas.problem(copies):
+            return jsonify(status="unavailable", redis="ok", replicas=held, reason=reason), 503
+        return jsonify(status="ok", redis="ok", replicas=held, stores=len(stores)), 200
 
     metrics_token = metrics.token_of(settings)
 
@@ -87,7 +96,7 @@ def create_app(settings: Settings | None = None, stores: Stores | None = None,
         ``BRIDGE_METRICS_TOKEN`` set, only for ``Authorization: Bearer <token>``."""
         if metrics_token and not metrics.bearer_ok(request.headers.get("Authorization"), metrics_token):
             return Response(*metrics.UNAUTHORIZED)
-        body, content_type = metrics.render(connection, settings.queue_name, stores)
+        body, content_type = metrics.render(connection, settings.queue_name, stores, required)
         return Response(body, content_type=content_type)
 
     @app.errorhandler(404)
@@ -98,8 +107,8 @@ def create_app(settings: Settings | None = None, stores: Stores | None = None,
     def wrong_method(_: Exception) -> tuple[Response, int]:
         return jsonify(status="error", error="method not allowed"), 405
 
-    # An evicting policy, no persistence, or too little memory: said once, as the process starts.
-    warn_at_start(connection, stores, "web")
+    # An evicting policy, no persistence, too little memory or too few replicas: said once, as the process starts.
+    warn_at_start(connection, stores, "web", required)
     log(logger, "app ready", stores=sorted(stores), stores_source=stores.source, dashboard=dashboard)
     return app
 

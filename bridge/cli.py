@@ -314,20 +314,23 @@ def check(state: CliState, store_id: str | None, live: bool, email: str, amount:
 
 
 def _check_redis(state: CliState, stores: Stores) -> int:
-    """``bridge check``'s Redis lines: eviction policy, persistence, memory; the problems, each with its fix."""
+    """``bridge check``'s Redis lines: eviction policy, persistence, memory, replicas; the problems, each
+    with its fix."""
     from workers.connection import masked_url
-    from workers.redis_checks import inspect_server
+    from workers.redis_checks import inspect_server, replicas
 
     if not state.settings.redis_url:
         click.echo("Redis: REDIS_URL is not set, not checked")
         return 0
-    report = inspect_server(state.connection, stores)
+    report = inspect_server(state.connection, stores, min_replicas=state.settings.redis_min_replicas)
     click.echo(f"Redis at {masked_url(state.settings.redis_url)}")
     mark = {True: "FAIL", False: "ok  ", None: "?   "}
     persistence = f"{report.persistence}; a crash loses {report.crash_loses}"
     for name, bad, line in (("eviction", report.evicting, f"maxmemory-policy {report.policy or 'unknown'}"),
                             ("persistence", None if report.persists is None else not report.persists, persistence),
-                            ("memory", report.memory_tight, report.memory)):
+                            ("memory", report.memory_tight, report.memory),
+                            ("replicas", None if report.replicas.role is None else report.replicas_short,
+                             replicas.summary(report.replicas))):
         click.echo(f"  {name:<20} {mark[bad]}  {line}")
     for problem in report.problems:
         click.echo(f"  FAIL  {problem}")

@@ -174,9 +174,9 @@ class AlertCollector(Collector):
                                 "has waited.", value=seen.oldest_age)
 
 
-def _registry(connection: Redis, queue_name: str, stores: Iterable[str]) -> CollectorRegistry:
+def _registry(connection: Redis, queue_name: str, stores: Iterable[str], min_replicas: int = 0) -> CollectorRegistry:
     """This process's metrics (or all processes' in multiprocess mode), the queue gauges and the Redis
-    server's (eviction policy, persistence, memory: :mod:`workers.redis_checks`)."""
+    server's (eviction policy, persistence, memory, replicas against ``min_replicas``: :mod:`workers.redis_checks`)."""
     from workers.redis_checks import RedisServerCollector
 
     registry = CollectorRegistry()
@@ -186,14 +186,15 @@ def _registry(connection: Redis, queue_name: str, stores: Iterable[str]) -> Coll
         registry.register(REGISTRY)
     registry.register(QueueCollector(connection, queue_name))
     registry.register(ShopCollector(connection))
-    registry.register(RedisServerCollector(connection, stores))
+    registry.register(RedisServerCollector(connection, stores, min_replicas))
     registry.register(AlertCollector(connection, queue_name))
     return registry
 
 
-def render(connection: Redis, queue_name: str, stores: Iterable[str] = ()) -> tuple[bytes, str]:
-    """The metrics page (the web app's ``/metrics``); ``stores`` give the Redis gauges the rate of orders."""
-    return generate_latest(_registry(connection, queue_name, stores)), CONTENT_TYPE_LATEST
+def render(connection: Redis, queue_name: str, stores: Iterable[str] = (), min_replicas: int = 0) -> tuple[bytes, str]:
+    """The metrics page (the web app's ``/metrics``); ``stores`` give the Redis gauges the rate of orders,
+    ``min_replicas`` (``BRIDGE_REDIS_MIN_REPLICAS``) the replicas required."""
+    return generate_latest(_registry(connection, queue_name, stores, min_replicas)), CONTENT_TYPE_LATEST
 
 
 # The answer to a scrape without the token (body, status, headers).
@@ -232,11 +233,11 @@ class _Quiet(WSGIRequestHandler):
 
 
 def serve_metrics(port: int, connection: Redis, queue_name: str, token: bytes | None = None,
-                  host: str = "0.0.0.0", stores: Iterable[str] = ()) -> WSGIServer:
+                  host: str = "0.0.0.0", stores: Iterable[str] = (), min_replicas: int = 0) -> WSGIServer:
     """Serve the metrics page on ``port`` from a background thread (the workers' ``--metrics-port``);
     with ``token``, only to scrapes bearing it; ``stores`` give the Redis gauges the rate of orders.
     prometheus-client's ``start_http_server`` takes no token, so this is its server with the check in front."""
-    app: WsgiApp = make_wsgi_app(_registry(connection, queue_name, stores))
+    app: WsgiApp = make_wsgi_app(_registry(connection, queue_name, stores, min_replicas))
     if token:
         app = _bearer_only(app, token)
     server = make_server(host, port, app, ThreadingWSGIServer, handler_class=_Quiet)

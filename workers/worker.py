@@ -81,7 +81,7 @@ def run_worker(ctx: WorkerContext, *, burst: bool = False, processes: int = 1, f
     context.install(ctx)
     if metrics_port:
         serve_metrics(metrics_port, ctx.connection, ctx.settings.queue_name, token_of(ctx.settings),
-                      stores=ctx.stores)
+                      stores=ctx.stores, min_replicas=ctx.settings.redis_min_replicas)
     if not burst:
         # Alerts leave from every long-running process (see workers.alerts.loop).
         AlertLoop(ctx.alerts).start()
@@ -98,8 +98,8 @@ def run_worker(ctx: WorkerContext, *, burst: bool = False, processes: int = 1, f
     checked = False
     while True:
         wait_for_redis(ctx.connection, ctx.settings.redis_url, error=error, backoff=worker_class.redis_backoff())
-        if not checked:  # an evicting policy, no persistence, too little memory: said once, at start
-            checked = warn_at_start(ctx.connection, ctx.stores, "worker") is not None
+        if not checked:  # an evicting policy, no persistence, too little memory, too few replicas: said once, at start
+            checked = warn_at_start(ctx.connection, ctx.stores, "worker", ctx.settings.redis_min_replicas) is not None
         if processes > 1:
             pool = WorkerPool([queue], connection=ctx.connection, num_workers=processes,
                               worker_class=worker_class)

@@ -9,19 +9,21 @@ from prometheus_client.registry import Collector
 from redis import Redis
 from redis.exceptions import RedisError
 
+from workers.redis_checks.replicas import Replicas
 from workers.redis_checks.report import inspect_server
 
 
 class RedisServerCollector(Collector):
-    """``bridge_redis_*``: eviction policy, persistence, memory and days until full."""
+    """``bridge_redis_*``: eviction policy, persistence, memory and days until full, replicas."""
 
-    def __init__(self, connection: Redis, stores: Iterable[str]) -> None:
+    def __init__(self, connection: Redis, stores: Iterable[str], min_replicas: int = 0) -> None:
         self.connection = connection
         self.stores = list(stores)
+        self.min_replicas = min_replicas
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         try:
-            report = inspect_server(self.connection, self.stores)
+            report = inspect_server(self.connection, self.stores, min_replicas=self.min_replicas)
         except RedisError:
             return
         policy = GaugeMetricFamily("bridge_redis_eviction_policy", "Redis's maxmemory-policy (1 for the policy in "
@@ -50,5 +52,29 @@ class RedisServerCollector(Collector):
         if report.days_until_full is not None:
             yield GaugeMetricFamily("bridge_redis_days_until_full", "Days until Redis reaches maxmemory at the "
                                     "current rate of orders.", value=report.days_until_full)
+        yield from _replica_gauges(report.replicas)
         yield GaugeMetricFamily("bridge_redis_problems", "Problems bridge check reports about Redis (eviction, "
-                                "persistence, memory).", value=float(len(report.problems)))
+                                "persistence, memory, replicas).", value=float(len(report.problems)))
+
+
+def _replica_gauges(r: Replicas) -> Iterator[GaugeMetricFamily]:
+    """The replicas: how many are connected, in sync and required, and each one's lag."""
+    if r.role is None:
+        return
+    yield GaugeMetricFamily("bridge_redis_connected_replicas", "Replicas connected to the Redis primary "
+                            "(connected_slaves).", value=r.connected)
+    yield GaugeMetricFamily("bridge_redis_replicas_in_sync", "Replicas online that acknowledged within "
+                            "min-replicas-max-lag seconds.", value=r.in_sync)
+    yield GaugeMetricFamily("bridge_redis_replicas_required", "BRIDGE_REDIS_MIN_REPLICAS: with fewer in sync, "
+                            "every webhook is answered 503.", value=r.required)
+    lag = GaugeMetricFamily("bridge_redis_replica_lag_seconds", "Seconds since the replica's last "
+                            "acknowledgement.", labels=["replica"])
+    behind = GaugeMetricFamily("bridge_redis_replica_behind_bytes", "Bytes of the replication stream the "
+                               "replica has not acknowledged.", labels=["replica"])
+    for replica in r.replicas:
+        if replica.lag is not None:
+            lag.add_metric([replica.address], replica.lag)
+        if replica.behind is not None:
+            behind.add_metric([replica.address], replica.behind)
+    yield lag
+    yield behind

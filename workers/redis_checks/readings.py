@@ -1,4 +1,5 @@
-"""What the checks read from Redis, in one round trip: the configuration, INFO, and the order index.
+"""What the checks read from Redis, in one round trip: the configuration, INFO (memory, persistence,
+replication), and the order index.
 
 Some hosted Redis refuse ``CONFIG`` (or answer it empty); then INFO stands in where it can (the
 eviction policy, whether AOF is on) and the rest is unknown (``None``), never guessed.
@@ -15,7 +16,9 @@ from redis import Redis
 
 from workers.ledger import Ledger
 
-CONFIG_NAMES = ("maxmemory-policy", "appendonly", "appendfsync", "save")
+CONFIG_NAMES = ("maxmemory-policy", "appendonly", "appendfsync", "save", "min-replicas-to-write",
+                "min-replicas-max-lag")
+INFO_SECTIONS = ("memory", "persistence", "replication")
 # The rate of orders is read over this many days of the awards index (or since its oldest award).
 RATE_WINDOW_DAYS = 7
 DAY = 86400.0
@@ -37,11 +40,12 @@ class Readings:
     config: dict[str, str | None]
     memory: dict[str, Any]
     persistence: dict[str, Any]
+    replication: dict[str, Any]
     stores: list[StoreOrders] = field(default_factory=list)
     now: float = 0.0
 
 
-def _config_value(answer: Any, name: str) -> str | None:
+def config_value(answer: Any, name: str) -> str | None:
     """A CONFIG GET answer's value; None when refused (an error) or empty (as some hosted Redis answer)."""
     if isinstance(answer, BaseException) or not isinstance(answer, dict):
         return None
@@ -67,8 +71,8 @@ def read(connection: Redis, stores: Iterable[str] | None = None, now: float | No
     with connection.pipeline(transaction=False) as pipe:
         for name in CONFIG_NAMES:
             pipe.config_get(name)
-        pipe.info("memory")
-        pipe.info("persistence")
+        for section in INFO_SECTIONS:
+            pipe.info(section)
         for store in ids:
             key = Ledger.awards_key(store)
             pipe.zcard(key)
@@ -77,14 +81,16 @@ def read(connection: Redis, stores: Iterable[str] | None = None, now: float | No
         # A refused command (CONFIG on some hosted Redis) comes back as its error, read as "unknown";
         # a connection lost midway still raises.
         answers = pipe.execute(raise_on_error=False)
-    config = {name: _config_value(answers[i], name) for i, name in enumerate(CONFIG_NAMES)}
-    memory, persistence = (a if isinstance(a, dict) else {} for a in answers[len(CONFIG_NAMES):len(CONFIG_NAMES) + 2])
-    rest = answers[len(CONFIG_NAMES) + 2:]
+    config = {name: config_value(answers[i], name) for i, name in enumerate(CONFIG_NAMES)}
+    infos = len(CONFIG_NAMES) + len(INFO_SECTIONS)
+    memory, persistence, replication = (a if isinstance(a, dict) else {} for a in answers[len(CONFIG_NAMES):infos])
+    rest = answers[infos:]
     orders = []
     for i in range(len(ids)):
         held, recent, first = rest[3 * i:3 * i + 3]
         oldest = float(first[0][1]) if isinstance(first, list) and first else None
         orders.append(StoreOrders(int(held) if isinstance(held, int) else 0,
                                   int(recent) if isinstance(recent, int) else 0, oldest))
-    return Readings(config=config, memory=memory, persistence=persistence, stores=orders, now=now)
+    return Readings(config=config, memory=memory, persistence=persistence, replication=replication, stores=orders,
+                    now=now)
 
