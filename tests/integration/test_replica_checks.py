@@ -82,3 +82,17 @@ def test_readyz_and_metrics_follow_the_replicas(replicated: Replicated, tmp_path
 
     replicated.start_replica()
     assert client.get("/readyz").status_code == 200
+
+
+def test_too_few_replicas_fire_the_redis_alert(persisting: Replicated, tmp_path: Path) -> None:
+    from workers.alerts.checks import check_redis
+    from workers.alerts.state import AlertState
+
+    settings = bridge_settings(persisting, tmp_path, 1)
+    state = AlertState(connect(settings.redis_url or ""), receivers=1, repeat=3600)
+    check_redis(state, settings)
+    assert state.firing() == []
+    persisting.replica.stop()
+    check_redis(state, settings)
+    [record] = state.firing()
+    assert record.alert == "redis" and any(REQUIRES_ONE in p for p in record.details["problems"])

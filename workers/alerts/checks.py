@@ -3,8 +3,9 @@
 - ``workers_down``: events are waiting and no worker has been alive for
   ``alert_workers_down_after``. The web processes look too, since they are what still runs.
 - ``backlog_stale``: the oldest waiting event has waited ``alert_backlog_age``.
-- ``redis``: the server evicts keys, is nearly full, or keeps nothing on disk
-  (:mod:`workers.redis_checks`, the checks ``bridge check`` prints).
+- ``redis``: the server evicts keys, is nearly full, keeps nothing on disk, or has fewer replicas in
+  sync than ``BRIDGE_REDIS_MIN_REPLICAS`` requires (:mod:`workers.redis_checks`, the checks
+  ``bridge check`` prints).
 - ``job_failed``: jobs that reached the failed registry since the last look, whatever took them
   there, one digest per store held ``alert_digest_seconds`` so the failures of that minute arrive as
   one; it ends when they have all left the failed registry (replayed, dismissed).
@@ -129,8 +130,8 @@ def check_failed(state: AlertState, queue_name: str) -> None:
 
 def check_redis(state: AlertState, settings: Settings) -> None:
     """Fire or resolve the redis alert from issue #20's checks of the server (eviction, persistence,
-    memory), with memory above ``alert_redis_memory_ratio`` of maxmemory a problem too."""
-    report = inspect_server(state.connection)
+    memory, replicas), with memory above ``alert_redis_memory_ratio`` of maxmemory a problem too."""
+    report = inspect_server(state.connection, min_replicas=settings.redis_min_replicas)
     problems = list(report.problems)
     ratio = settings.alert_redis_memory_ratio
     if not report.memory_tight and report.maxmemory and report.used_memory > ratio * report.maxmemory:
