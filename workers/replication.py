@@ -14,13 +14,13 @@ followed by ``WAIT N timeout`` and count only once N replicas hold them:
   replicated; otherwise it retries, and finds the entry (or, after a failover, the mark).
 
 A job that finds its outcome already recorded (an earlier attempt whose WAIT fell short) and an
-intake call answered "duplicate" read a write that may not be on a replica yet, made on another
-connection, and may have written nothing themselves. WAIT counts the replicas that acknowledged the
-connection's own last write offset (Redis 7 advances it only on a write; 6.2 on any command, but a
-connection's first command leaves it at 0), so a WAIT alone could be answered at once. Before their
-WAIT they write :data:`CARRY`, which changes nothing anyone reads but is replicated like any write:
-the WAIT then covers everything the primary held, what they read included (:meth:`Replication.confirm`,
-and every batch of :mod:`workers.group_commit`).
+intake call answered "duplicate" stand on a write made on another connection, which may not be on a
+replica yet, and may have written nothing themselves. WAIT waits for the offset the connection's
+own commands reached: Redis 6.2 and 7.0 move it on any command (measured), but answer a connection
+whose first command is WAIT at once, and later Redis moves it only on a command that is replicated.
+So before their WAIT they write :data:`CARRY`, which changes nothing anyone reads but is replicated
+like any write: the WAIT then covers everything the primary held, what they read included
+(:meth:`Replication.confirm`, and every batch of :mod:`workers.group_commit`).
 
 Everything else a job writes needs no WAIT: replication keeps the primary's order, so whatever a
 replica holds, it also holds every write made before it, and a job whose later writes were lost runs
