@@ -45,9 +45,9 @@ from config.settings import Settings
 
 Command = Sequence[bytes | str | int | float]
 
-# The key :data:`CARRY` writes: one key of a few bytes, no TTL, nothing per order; its value means
-# nothing (a write to a key of the bridge's own, which a Redis user limited to ``lb:*`` may make,
-# where a PUBLISH would need channel rights).
+# The key :data:`CARRY` writes: one key for the deployment (64 bytes by MEMORY USAGE), no TTL,
+# nothing per order; its value means nothing. A key of the bridge's own, which a Redis user limited
+# to ``lb:*`` may write, where a PUBLISH would need channel rights.
 CARRY_KEY = "lb:replication-offset"
 # A write that carries a connection's replication offset up to the primary's current one.
 CARRY: Command = ("SET", CARRY_KEY, "1")
