@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
-    from bridge.cli import CliState
+    from bridge.cli_state import CliState
 
 
 @click.group(invoke_without_command=True)

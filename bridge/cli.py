@@ -5,60 +5,21 @@ from __future__ import annotations
 import json
 import os
 import sys
-from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import click
-from redis import Redis
 
+from bridge.alert_commands import alerts
+from bridge.cli_state import CliState
+from bridge.shop_commands import backfill, connect as connect_command
 from config.log_format import setup_logging
 from config.settings import Settings
-from config.stores import ConfigError, Stores, load_stores
-from workers.connection import UNAVAILABLE, InvalidRedisUrl, connect, unavailable_message
+from config.stores import ConfigError, Stores
+from workers.connection import UNAVAILABLE, InvalidRedisUrl, unavailable_message
 
 if TYPE_CHECKING:
-    from bridge.devenv import DevSession
     from workers.context import WorkerContext
-
-
-class CliState:
-    """Settings, stores and Redis, built on first use so ``bridge --help`` needs none of them."""
-
-    def __init__(self, stores_file: Path | None) -> None:
-        self.stores_file = stores_file
-
-    @cached_property
-    def settings(self) -> Settings:
-        """The process settings; while `bridge dev` runs here, its Redis unless REDIS_URL says
-        otherwise, and its stores unless --stores or a stores file says otherwise."""
-        settings = Settings()
-        if not settings.redis_url and self.dev_session is not None:
-            settings = settings.model_copy(update={"redis_url": self.dev_session.redis_url})
-            if self.stores_file is None and not settings.stores_file.exists():
-                settings = settings.model_copy(update={"stores_file": Path(self.dev_session.stores_file)})
-        if self.stores_file is not None:
-            settings = settings.model_copy(update={"stores_file": self.stores_file})
-        return settings
-
-    @cached_property
-    def dev_session(self) -> DevSession | None:
-        from bridge.devenv import DevSession
-
-        return DevSession.load()
-
-    @cached_property
-    def stores(self) -> Stores:
-        try:
-            return load_stores(self.settings.stores_file)
-        except ConfigError as exc:
-            raise click.ClickException(str(exc)) from None
-
-    @cached_property
-    def connection(self) -> Redis:
-        if not self.settings.redis_url:
-            raise click.ClickException("REDIS_URL is not set (`bridge dev` starts an embedded Redis for you)")
-        return connect(self.settings.redis_url)
 
 
 class RedisUnavailable(click.ClickException):
@@ -372,14 +333,10 @@ def reconcile(state: CliState, store: str, since: Any, until: Any, apply_fix: bo
 
 
 # The shops' own APIs (bridge/shop_commands.py).
-from bridge.shop_commands import backfill, connect as connect_command  # noqa: E402
-
 main.add_command(connect_command)
 main.add_command(backfill)
 
 # Alerts (bridge/alert_commands.py).
-from bridge.alert_commands import alerts  # noqa: E402
-
 main.add_command(alerts)
 
 

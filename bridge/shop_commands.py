@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 from config.stores import StoreConfig, Stores
 
 if TYPE_CHECKING:
-    from bridge.cli import CliState
+    from bridge.cli_state import CliState
     from workers.platforms.shop_api import ShopApi
 
 # How long `bridge backfill` waits for a sync of the same store to finish.
