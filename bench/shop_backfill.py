@@ -40,7 +40,7 @@ from bridge.sandbox.woocommerce import WooShop, WooShopConfig
 from config.settings import Settings
 from config.stores import Stores, build_store
 from workers.context import WorkerContext
-from workers.platforms.shop_api import shop_api_for
+from workers.platforms import shop_api_for
 from workers.platforms.shopify.api import ShopifyApi
 from workers.shop.sync import read_window
 

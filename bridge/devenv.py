@@ -118,7 +118,8 @@ api_url = "{sandbox_url}"
 def connect_demo_shops(settings: Settings, stores: Stores, connection: object, web_url: str,
                        echo: Callable[[str], None]) -> None:
     """`bridge connect` for each demo store: its emulated shop delivers to this web app."""
-    from workers.platforms.shop_api import ShopApiError, shop_api_for
+    from workers.platforms import shop_api_for
+    from workers.platforms.shop_api import ShopApiError
     from workers.shop import subscriptions
     from workers.shop.state import ShopState
 

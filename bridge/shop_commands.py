@@ -38,7 +38,7 @@ def _store(state: CliState, store_id: str) -> StoreConfig:
 
 
 def _api(state: CliState, store: StoreConfig) -> ShopApi:
-    from workers.platforms.shop_api import shop_api_for
+    from workers.platforms import shop_api_for
 
     return shop_api_for(store, state.settings)
 

@@ -27,7 +27,8 @@ from config.stores import Stores, build_store
 from tests.conftest import SHOPIFY_SECRET, WOO_SECRETS, fixture_json, run_jobs
 from workers import context
 from workers.context import WorkerContext
-from workers.platforms.shop_api import OrdersPage, ShopGarbled, ShopRefused, ShopRetryLater, shop_api_for
+from workers.platforms import shop_api_for
+from workers.platforms.shop_api import OrdersPage, ShopGarbled, ShopRefused, ShopRetryLater
 from workers.platforms.shopify.api import ShopifyApi
 from workers.shop import subscriptions
 from workers.shop.state import ShopState

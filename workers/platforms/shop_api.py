@@ -4,6 +4,8 @@ Each platform package has an ``api.py`` beside its ``webhooks.py`` with a client
 (:class:`ShopApi`): check the credentials with one cheap call, list the orders modified in a window
 *as the payloads its webhooks would carry* (so they take exactly the webhooks' path through the
 adapter, the queue and the ledger), and list, create and update webhook subscriptions.
+:func:`workers.platforms.shop_api_for` builds a store's client; this module holds only what the
+clients share, so it imports none of them.
 
 Errors are sorted by what the caller does next, like :mod:`workers.loyalty.errors`:
 
@@ -24,9 +26,6 @@ from datetime import datetime
 from typing import Any, Literal, Protocol, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field
-
-from config.settings import Settings
-from config.stores import StoreConfig
 
 SubscriptionStatus = Literal["active", "paused", "disabled"]
 
@@ -162,23 +161,3 @@ class ShopApi(Protocol):
     def update_subscription(self, subscription: Subscription, url: str, secret: str) -> Subscription:
         """Point an existing subscription at ``url`` with ``secret`` and make it active."""
         ...
-
-
-def shop_api_for(store: StoreConfig, settings: Settings, *, sleep: Any = None) -> ShopApi:
-    """The API client of a store's shop; raises ValueError when the store has no shop credentials."""
-    if not store.has_shop_api:
-        raise ValueError(f"store {store.id} has no shop_url and shop credentials")
-    timeout = (settings.shop_connect_timeout, settings.shop_read_timeout)
-    if store.platform == "woocommerce":
-        from workers.platforms.woocommerce.api import WooCommerceApi
-
-        assert store.shop_url and store.shop_consumer_key and store.shop_consumer_secret
-        return WooCommerceApi(store.shop_url, store.shop_consumer_key.get_secret_value(),
-                              store.shop_consumer_secret.get_secret_value(), timeout=timeout,
-                              max_wait=settings.shop_max_wait, sleep=sleep)
-    from workers.platforms.shopify.api import ShopifyApi
-
-    assert store.shop_url and store.shop_access_token
-    return ShopifyApi(store.shop_url, store.shop_access_token.get_secret_value(), timeout=timeout,
-                      version=settings.shopify_api_version, max_wait=settings.shop_max_wait, sleep=sleep,
-                      bulk_max_wait=settings.shop_bulk_max_wait)

@@ -28,7 +28,8 @@ from config.log_format import log
 from config.stores import StoreConfig
 from workers.context import WorkerContext
 from workers.metrics import SHOP_RUNS
-from workers.platforms.shop_api import ShopApi, ShopApiError, shop_api_for
+from workers.platforms import shop_api_for
+from workers.platforms.shop_api import ShopApi, ShopApiError
 from workers.shop import subscriptions
 from workers.shop.state import RunStatus, ShopState, Task
 from workers.shop.sync import Summary, sync_store
