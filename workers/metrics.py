@@ -148,7 +148,7 @@ class AlertCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         from workers.alerts.checks import backlog
-        from workers.alerts.kinds import CONDITIONS
+        from workers.alerts.records import CONDITIONS
         from workers.alerts.state import AlertState
 
         state = AlertState(self.connection, receivers=0, repeat=0)

@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from redis import Redis
 
 from bridge.embedded_redis import free_port
-from workers.alerts.kinds import CONDITIONS
+from workers.alerts.records import CONDITIONS
 from workers.metrics import serve_metrics
 
 RULES = Path(__file__).resolve().parents[2] / "config" / "prometheus-alerts.yml"

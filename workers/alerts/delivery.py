@@ -30,7 +30,8 @@ from standardwebhooks import Webhook
 from config.log_format import log
 from config.settings import Settings
 from workers.alerts.kinds import text_for
-from workers.alerts.state import AlertRecord, AlertState, Delivery, State
+from workers.alerts.records import AlertRecord, Delivery, State
+from workers.alerts.state import AlertState
 from workers.metrics import ALERT_DELIVERIES
 from workers.privacy import mask_emails
 from workers.retrying import RetryPolicy

@@ -8,17 +8,10 @@ reasons quoted come from errors that never carry a header, a key or a secret.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
-if TYPE_CHECKING:
-    from workers.alerts.state import AlertRecord
+from workers.alerts.records import AlertRecord
 
-Kind = Literal["job_failed", "credentials_rejected", "calls_refused", "shop_subscription", "shop_unreachable",
-               "webhooks_missing", "workers_down", "backlog_stale", "redis", "test"]
-KINDS: tuple[Kind, ...] = ("job_failed", "credentials_rejected", "calls_refused", "shop_subscription",
-                           "shop_unreachable", "webhooks_missing", "workers_down", "backlog_stale", "redis", "test")
-# The kinds that are conditions (all but the test alert).
-CONDITIONS = tuple(kind for kind in KINDS if kind != "test")
 PREFIX = "loyalty-bridge"
 # Failures a job_failed digest names one by one (the count says how many there were).
 DIGEST_NAMED = 10

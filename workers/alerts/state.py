@@ -30,18 +30,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, Field
 from redis import Redis
 from redis.client import Pipeline
 
-from workers.alerts.kinds import Kind
+from workers.alerts.records import AlertRecord, Delivery, Kind, State
 
 KEY_PREFIX = "lb:alert:"
 RESOLVED_KEPT = 7 * 24 * 3600
 STREAK_KEPT = 24 * 3600
-State = Literal["firing", "resolved"]
 
 # Claim up to ARGV[3] deliveries due by ARGV[1] for ARGV[2] seconds: other processes skip them
 # meanwhile, and a process that dies with one claimed leaves it to be claimed again.
@@ -52,45 +50,6 @@ for _, member in ipairs(due) do
 end
 return due
 """
-
-
-class AlertRecord(BaseModel):
-    """One condition: when it started, how often it was seen, what is known about it."""
-
-    id: str
-    alert: Kind
-    store: str | None = None
-    key: str = ""
-    state: State = "firing"
-    first_seen: datetime
-    last_seen: datetime
-    ended_at: datetime | None = None
-    count: int = 1
-    # Notifications queued so far (the sequence number of the latest); when the latest was queued.
-    sent: int = 0
-    last_sent: float = 0.0
-    # When the first firing is due (a held digest): a resolved never goes out before it.
-    held_until: float = 0.0
-    details: dict[str, Any] = Field(default_factory=dict)
-
-
-class Delivery(BaseModel):
-    """One notification to one receiver, as the outbox names it."""
-
-    id: str
-    seq: int
-    state: State
-    receiver: int  # position in BRIDGE_ALERT_WEBHOOKS, from 0
-
-    @property
-    def member(self) -> str:
-        return f"{self.id}|{self.seq}|{self.state}|{self.receiver}"
-
-    @classmethod
-    def parse(cls, member: bytes | str) -> Delivery:
-        text = member.decode() if isinstance(member, bytes) else member
-        cid, seq, state, receiver = text.rsplit("|", 3)
-        return cls(id=cid, seq=int(seq), state=state, receiver=int(receiver))  # type: ignore[arg-type]
 
 
 Merge = Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
