@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from redis import Redis
+from redis.client import Pipeline
 from rq import Queue
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job, JobStatus
@@ -248,14 +249,14 @@ class EventQueue:
         """Note a job as open again (replayed)."""
         self.connection.zadd(self.open_jobs_key, {job_id: time.time()})
 
-    def closed(self, job_id: str) -> None:
-        """The job reached its end (done, or failed for a person to see)."""
-        self.connection.zrem(self.open_jobs_key, job_id)
+    def closed(self, job_id: str, pipe: Pipeline | None = None) -> None:
+        """The job reached its end (done, or failed for a person to see); on ``pipe`` when given."""
+        (pipe if pipe is not None else self.connection).zrem(self.open_jobs_key, job_id)
 
-    def expected(self, job_id: str, at: float) -> None:
+    def expected(self, job_id: str, at: float, pipe: Pipeline | None = None) -> None:
         """The job comes back at ``at`` (a retry, a wait, an award held back for days): the sweep
-        need not look at it before then."""
-        self.connection.zadd(self.open_jobs_key, {job_id: at}, xx=True)
+        need not look at it before then. On ``pipe`` when given."""
+        (pipe if pipe is not None else self.connection).zadd(self.open_jobs_key, {job_id: at}, xx=True)
 
     def _somewhere(self, job: Job) -> bool:
         """Whether RQ holds the job anywhere a worker or the scheduler will find it."""

@@ -15,6 +15,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -40,6 +41,7 @@ from workers.privacy import redact
 from workers.ratelimit import rate_limited
 from workers.refunds import cancellation, refund_order
 from workers.retrying import give_up
+from workers.shop.state import ShopState
 
 logger = logging.getLogger("workers.jobs")
 T = TypeVar("T")
@@ -59,37 +61,63 @@ def process_event(event: dict[str, Any], payload: str) -> dict[str, Any] | Retry
         fresh_start(ctx.events, job, ctx.retry_policy)
     ev = Event.model_validate(event)
     started = time.perf_counter()
+    fed: datetime | None = None
     fields: dict[str, Any] = {"job_id": job.id if job else ev.job_id, "store": ev.store, "event": ev.kind,
                               "order_id": ev.order_id, "reference": ev.reference, "refund_id": ev.refund_id,
                               "request_id": job.meta.get("request_id") if job else None}
     try:
-        outcome = _process(ctx, ev, payload, job)
+        data = _parse(payload)
+        fed = _fed_version(ctx, ev, data)
+        outcome = _process(ctx, ev, data, job)
     except NotDue as exc:
-        return _hold_back(ctx, job, ev, exc, fields)
+        return _hold_back(ctx, job, ev, exc, fields, fed)
     except Wait as exc:
         delay = exc.delay if exc.delay is not None else ctx.settings.wait_delay
-        return _come_back(ctx, job, ev, exc, fields, "wait", ctx.retry_policy.wait(job, delay) if job else None)
+        return _come_back(ctx, job, ev, exc, fields, "wait", ctx.retry_policy.wait(job, delay) if job else None, fed)
     except RateLimited as exc:
         # The key's budget is spent: the pause holds back every job of the key, this one included,
         # and the job comes back when it ends, without growing its backoff.
         store = ctx.stores[ev.store]
         pause = ctx.rate_limiter.pause(store, exc.retry_after)
-        return _come_back(ctx, job, ev, exc, fields, "wait", ctx.retry_policy.wait(job, pause) if job else None)
+        return _come_back(ctx, job, ev, exc, fields, "wait", ctx.retry_policy.wait(job, pause) if job else None, fed)
     except (RetryableError, RedisError) as exc:
         retry_after = getattr(exc, "retry_after", None)
         return _come_back(ctx, job, ev, exc, fields, "retry",
-                          ctx.retry_policy.retry(job, retry_after) if job else None)
+                          ctx.retry_policy.retry(job, retry_after) if job else None, fed)
     except (PermanentError, MappingError, JobFailed) as exc:
         reason = _failure_reason(exc)
-        _fail(ctx, job, ev, reason, fields)
+        _fail(ctx, job, ev, reason, fields, fed)
         raise JobFailed(reason) from None
     finally:
         fields["duration_ms"] = round((time.perf_counter() - started) * 1000, 2)
     fields.update(outcome.model_dump(exclude_none=True))
     log(logger, "job", **fields)
     observe_job(ev.kind, outcome.outcome)
-    ctx.events.closed(fields["job_id"])
+    _mark(ctx, fields["job_id"], ev, fed)
     return outcome.model_dump()
+
+
+def _fed_version(ctx: WorkerContext, ev: Event, data: Any) -> datetime | None:
+    """The version of the order whose every event this job's delivery fed (the platform adapter
+    says), or None. The job remembers it as the sync does for the orders it reads, so the sync does
+    not read again an order a webhook brought and nothing changed since (:mod:`workers.shop.state`)."""
+    store = ctx.stores.get(ev.store)
+    if store is None or ev.kind == "redact" or not isinstance(data, dict):
+        return None
+    return ADAPTERS[store.platform].fed_version(ev, data, store)
+
+
+def _mark(ctx: WorkerContext, job_id: str, ev: Event, fed: datetime | None, back_at: float | None = None) -> None:
+    """The job closed in (or, with ``back_at``, expected back at that time by) the open-jobs index,
+    with the order version its delivery fed remembered in the same round trip."""
+    pipe = ctx.connection.pipeline(transaction=False) if fed is not None else None
+    if back_at is None:
+        ctx.events.closed(job_id, pipe)
+    else:
+        ctx.events.expected(job_id, back_at, pipe)
+    if pipe is not None:
+        ShopState(ctx.connection).remember_versions(ev.store, {ev.order_id: fed}, pipe)
+        pipe.execute()
 
 
 def _failure_reason(exc: Exception) -> str:
@@ -101,11 +129,11 @@ def _failure_reason(exc: Exception) -> str:
 
 
 def _come_back(ctx: WorkerContext, job: Job | None, ev: Event, exc: Exception, fields: dict[str, Any], kind: str,
-               retry: Retry | None) -> Retry:
+               retry: Retry | None, fed: datetime | None = None) -> Retry:
     """Hand RQ the retry; past the retry window, fail with the last reason instead."""
     if retry is None:
         reason = f"gave up after {ctx.settings.retry_window}s of retries: {exc}"
-        _fail(ctx, job, ev, reason, fields)
+        _fail(ctx, job, ev, reason, fields, fed)
         raise JobFailed(reason) from None
     if job is not None:
         job.meta["last_error"] = str(exc)
@@ -114,11 +142,12 @@ def _come_back(ctx: WorkerContext, job: Job | None, ev: Event, exc: Exception, f
                   attempt=ctx.retry_policy.attempts(job) if job else 1)
     log(logger, "job", logging.WARNING if kind == "retry" else logging.INFO, **fields)
     observe_job(ev.kind, kind)
-    ctx.events.expected(fields["job_id"], time.time() + retry.intervals[0])
+    _mark(ctx, fields["job_id"], ev, fed, time.time() + retry.intervals[0])
     return retry
 
 
-def _hold_back(ctx: WorkerContext, job: Job | None, ev: Event, exc: NotDue, fields: dict[str, Any]) -> Retry:
+def _hold_back(ctx: WorkerContext, job: Job | None, ev: Event, exc: NotDue, fields: dict[str, Any],
+               fed: datetime | None = None) -> Retry:
     """An award pending until the store's award delay has passed: RQ's scheduler brings it back then."""
     if job is not None:
         job.meta["due_at"] = exc.due.isoformat(timespec="seconds")
@@ -127,11 +156,12 @@ def _hold_back(ctx: WorkerContext, job: Job | None, ev: Event, exc: NotDue, fiel
     fields.update(outcome="pending", reason=exc.reason, due_at=exc.due.isoformat(timespec="seconds"))
     log(logger, "job", **fields)
     observe_job(ev.kind, "pending")
-    ctx.events.expected(fields["job_id"], exc.due.timestamp())
+    _mark(ctx, fields["job_id"], ev, fed, exc.due.timestamp())
     return ctx.retry_policy.at_due_time(exc.delay or 0.0)
 
 
-def _fail(ctx: WorkerContext, job: Job | None, ev: Event, reason: str, fields: dict[str, Any]) -> None:
+def _fail(ctx: WorkerContext, job: Job | None, ev: Event, reason: str, fields: dict[str, Any],
+          fed: datetime | None = None) -> None:
     """Record a permanent failure in the ledger and on the job, where ``bridge failed`` reads it."""
     if job is not None:
         job.meta["failure_reason"] = reason
@@ -143,17 +173,20 @@ def _fail(ctx: WorkerContext, job: Job | None, ev: Event, reason: str, fields: d
     fields.update(outcome="failed", reason=reason)
     log(logger, "job", logging.ERROR, **fields)
     observe_job(ev.kind, "failed")
-    ctx.events.closed(job.id if job else ev.job_id)
+    _mark(ctx, job.id if job else ev.job_id, ev, fed)
 
 
-def _process(ctx: WorkerContext, ev: Event, payload: str, job: Job | None) -> Outcome:
+def _parse(payload: str) -> Any:
+    try:
+        return json.loads(payload)
+    except ValueError:
+        raise JobFailed("the kept payload is not JSON") from None
+
+
+def _process(ctx: WorkerContext, ev: Event, data: Any, job: Job | None) -> Outcome:
     store = ctx.stores.get(ev.store)
     if store is None:
         raise JobFailed(f"store {ev.store!r} is not configured in this worker")
-    try:
-        data = json.loads(payload)
-    except ValueError:
-        raise JobFailed("the kept payload is not JSON") from None
     job_id = job.id if job else ev.job_id
     if ev.kind == "redact":
         return redact(ctx, store, ev, data, job)

@@ -9,6 +9,7 @@ Adding a platform means adding one package here, and a fixture folder under ``te
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from config.stores import StoreConfig
@@ -42,6 +43,10 @@ class Adapter(Protocol):
     def order_reference(self, payload: Mapping[str, Any], store: StoreConfig) -> tuple[str, str]: ...
 
     def orders_to_redact(self, payload: Mapping[str, Any]) -> list[str]: ...
+
+    # The version (last-modified time) of the order whose every event the delivery of ``event``
+    # (``payload``) fed, when that delivery proves it; the job remembers it for the sync.
+    def fed_version(self, event: Event, payload: Mapping[str, Any], store: StoreConfig) -> datetime | None: ...
 
 
 ADAPTERS: Mapping[str, Adapter] = {woocommerce.PLATFORM: woocommerce, shopify.PLATFORM: shopify}

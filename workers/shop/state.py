@@ -25,6 +25,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 from redis import Redis
+from redis.client import Pipeline
 from redis.lock import Lock
 
 KEY_PREFIX = "lb:shop:"
@@ -114,13 +115,18 @@ class ShopState:
         return {order_id for order_id, raw in zip(ids, stored, strict=True)
                 if raw is not None and int(raw) == _epoch(versions[order_id])}
 
-    def remember_versions(self, store: str, versions: dict[str, datetime | None]) -> None:
-        """Note the version of each order fed in (one pipeline; each key lives :data:`VERSION_TTL`)."""
-        pipe = self.connection.pipeline(transaction=False)
+    def remember_versions(self, store: str, versions: dict[str, datetime | None], pipe: Pipeline | None = None) -> None:
+        """Note the version of each order fed in (one pipeline; each key lives :data:`VERSION_TTL`).
+
+        With ``pipe``, the writes join that pipeline (sent with the caller's own) instead of one of their own.
+        """
+        own = pipe is None
+        pipe = self.connection.pipeline(transaction=False) if pipe is None else pipe
         for order_id, moment in versions.items():
             if moment is not None:
                 pipe.set(self.version_key(store, order_id), _epoch(moment), ex=VERSION_TTL)
-        pipe.execute()
+        if own:
+            pipe.execute()
 
     # --- schedules ---
 

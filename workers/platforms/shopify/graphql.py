@@ -24,8 +24,9 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from workers.platforms.shopify.webhooks import order_deliveries
+
 CENT = Decimal("0.01")
-PAID_STATUSES = {"paid", "partially_refunded", "refunded"}
 
 MONEY = "{ shopMoney { amount currencyCode } presentmentMoney { amount currencyCode } }"
 TAX_LINES = f"taxLines {{ title rate channelLiable priceSet {MONEY} }}"
@@ -387,14 +388,7 @@ def _oldest_first(refunds: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def deliveries(node: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """The webhook deliveries that describe an order's state: paid, each refund, cancelled."""
-    rest = order(node)
-    found: list[tuple[str, dict[str, Any]]] = []
-    if rest.get("financial_status") in PAID_STATUSES:
-        found.append(("orders/paid", rest))
-    found += [("refunds/create", r) for r in rest.get("refunds", [])]
-    if rest.get("cancelled_at"):
-        found.append(("orders/cancelled", rest))
-    return found
+    return order_deliveries(order(node))
 
 
 def updated_at(node: dict[str, Any]) -> datetime | None:

@@ -3,11 +3,16 @@
 One topic, one event: ``orders/paid`` → paid, ``refunds/create`` → refund, ``orders/cancelled`` →
 cancellation. A refund payload carries only the numeric ``order_id``; the worker finds the order's
 reference through the index the intake keeps.
+
+An order payload also says which events its version (``updated_at``) holds (:func:`order_deliveries`,
+the periodic sync's rule too), so the job of a delivery that fed all of them can spare the sync a
+read of that version (:func:`fed_version`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -39,6 +44,8 @@ TOPIC_HEADER = "X-Shopify-Topic"
 DELIVERY_HEADER = "X-Shopify-Event-Id"
 
 ORDER_TOPICS: dict[str, EventKind] = {"orders/paid": "paid", "orders/cancelled": "cancel"}
+# The financial statuses of an order that was paid (a refund keeps the award's trace).
+PAID_STATUSES = {"paid", "partially_refunded", "refunded"}
 REFUND_TOPIC = "refunds/create"
 DATA_REQUEST_TOPIC = "customers/data_request"
 REDACT_TOPICS = {"customers/redact", "shop/redact"}
@@ -375,3 +382,30 @@ def order_reference(payload: Mapping[str, Any], store: StoreConfig) -> tuple[str
     """(platform order id, reference) of an order payload."""
     head: _OrderHead = parse(_OrderHead, payload)
     return str(head.id), reference(store, head.id, head.order_number, head.name)
+
+
+def order_deliveries(rest: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """The webhook deliveries that describe a REST order's state: paid, each refund, cancelled."""
+    found: list[tuple[str, Any]] = []
+    if rest.get("financial_status") in PAID_STATUSES:
+        found.append(("orders/paid", rest))
+    found += [("refunds/create", r) for r in rest.get("refunds") or []]
+    if rest.get("cancelled_at"):
+        found.append(("orders/cancelled", rest))
+    return found
+
+
+def fed_version(event: Event, payload: Mapping[str, Any], store: StoreConfig) -> datetime | None:
+    """The version (``updated_at``) of the order whose every event the delivery of ``event`` fed, or None.
+
+    One topic, one event: an order payload's version is fed whole when the deliveries that describe
+    it (:func:`order_deliveries`) are only the delivery's own topic (no refund in it, and for
+    ``orders/paid`` no cancellation, for ``orders/cancelled`` no payment). ``refunds/create`` names no
+    version of its order: the refund changed the order's ``updated_at`` to a time it does not carry.
+    """
+    if event.topic not in ORDER_TOPICS or not isinstance(payload.get("refunds"), list):
+        return None
+    if {topic for topic, _ in order_deliveries(payload)} - {event.topic}:
+        return None
+    updated = payload.get("updated_at")
+    return moment(updated) if isinstance(updated, str) else None

@@ -38,6 +38,7 @@ from workers.platforms.shop_api import (
     ShopUnreachable,
     Subscription,
 )
+from workers.platforms.woocommerce.webhooks import modified_at
 
 PLATFORM = "woocommerce"
 API_VERSION = "wc/v3"
@@ -53,14 +54,6 @@ BUSY_RETRIES = 3
 def _iso(moment: datetime) -> str:
     """WooCommerce's date parameters: ISO 8601 without a zone (``dates_are_gmt`` says UTC)."""
     return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds")
-
-
-def _modified(order: dict[str, Any]) -> datetime | None:
-    raw = order.get("date_modified_gmt")
-    try:
-        return datetime.fromisoformat(raw).replace(tzinfo=UTC) if isinstance(raw, str) else None
-    except ValueError:
-        return None
 
 
 def _error_text(response: requests.Response) -> tuple[str, str]:
@@ -219,7 +212,7 @@ class WooCommerceApi:
                                          method="GET", path=urlsplit(response.url).path)
                 total = self._int_header(response, "X-WP-Total")
                 first_total = total if page == 1 else first_total
-                orders = [ShopOrder(order_id=str(o.get("id", "?")), modified_at=_modified(o),
+                orders = [ShopOrder(order_id=str(o.get("id", "?")), modified_at=modified_at(o),
                                     deliveries=[Delivery(topic=ORDER_TOPIC, payload=o)]) for o in body]
                 unchanged = known({o.order_id: o.modified_at for o in orders}) if known else set()
                 yield OrdersPage(total=first_total, unchanged=len(unchanged),

@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from config.stores import StoreConfig
 from workers.events import Event, Ignored, format_reference, parse_head
@@ -162,6 +163,15 @@ def classify(topic: str, body: bytes, store: StoreConfig) -> list[Event] | Ignor
     if isinstance(head, Ignored):
         return _legacy(body) or head
 
+    events = _events(head, topic, store)
+    if not events:
+        return Ignored(reason=f"order {reference(store, head.id, head.number)} is {head.status} and not paid: "
+                              "nothing to award yet")
+    return events
+
+
+def _events(head: _OrderHead, topic: str, store: StoreConfig) -> list[Event]:
+    """The events an order payload means, in the order the intake submits them."""
     order_id = str(head.id)
     ref = reference(store, head.id, head.number)
 
@@ -177,9 +187,33 @@ def classify(topic: str, body: bytes, store: StoreConfig) -> list[Event] | Ignor
     events.extend(event("refund", str(r.id)) for r in sorted(head.refunds, key=lambda r: r.id))
     if head.status in UNDONE_STATUSES and paid_once:
         events.append(event("cancel"))
-    if not events:
-        return Ignored(reason=f"order {ref} is {head.status} and not paid: nothing to award yet")
     return events
+
+
+def modified_at(order: Mapping[str, Any]) -> datetime | None:
+    """An order's version: ``date_modified_gmt`` (UTC without an offset). Not ``date_modified``, which is
+    in the site's own time zone, unknown here."""
+    raw = order.get("date_modified_gmt")
+    try:
+        return datetime.fromisoformat(raw).replace(tzinfo=UTC) if isinstance(raw, str) else None
+    except ValueError:
+        return None
+
+
+def fed_version(event: Event, payload: Mapping[str, Any], store: StoreConfig) -> datetime | None:
+    """The version of the order whose every event the delivery of ``event`` fed, or None.
+
+    A payload is the whole order, so its events are all its version holds; the intake submits them one
+    after another, so the job of the last one exists only once all were fed. Only that job answers.
+    """
+    if event.topic not in ORDER_TOPICS:
+        return None
+    try:
+        head = _OrderHead.model_validate(payload)
+    except ValidationError:
+        return None
+    events = _events(head, event.topic, store)
+    return modified_at(payload) if events and events[-1].job_id == event.job_id else None
 
 
 def _legacy(body: bytes) -> Ignored | None:
