@@ -7,6 +7,7 @@ the commands."""
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,8 +17,12 @@ import pytest
 from click.testing import CliRunner, Result
 from redis import Redis
 from rq.registry import FailedJobRegistry
+from werkzeug.serving import make_server
+
+from bridge.app import create_app
 
 from bridge.cli import main
+from bridge.samples import sample_order
 from bridge.sandbox import SandboxConfig, SandboxServer
 from bridge.sandbox.shopify import ShopifyShopConfig
 from bridge.sandbox.shops import ShopsConfig, ShopsServer
@@ -248,6 +253,69 @@ def test_the_sync_does_not_read_an_order_again_until_it_changes(ctx: WorkerConte
                     deliver=False)
     third = read_window(ctx, store, api(ctx, "coffee-shopify"), EARLY, LATE, task="sync")
     assert (third.orders_read, third.orders_unchanged, third.events_queued) == (1, 1, 1)  # the refund
+
+
+@pytest.fixture
+def intake(ctx: WorkerContext) -> Iterator[str]:
+    """The bridge's web intake over HTTP, where the emulated shops deliver their webhooks."""
+    server = make_server("127.0.0.1", 0, create_app(ctx.settings, ctx.stores, ctx.connection), threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+def test_orders_webhooks_brought_are_not_read_again_by_the_sync_until_they_change(
+        ctx: WorkerContext, shops: ShopsServer, sandbox: SandboxServer, intake: str) -> None:
+    shop = shops.shops.shopify["coffee-lt"]
+    store = ctx.stores["coffee-shopify"]
+    subscriptions.connect(api(ctx, "coffee-shopify"), store, ShopState(ctx.connection), intake)
+    ids = [7_100_001 + n for n in range(4)]
+    for order_id in ids:
+        shop.create_order(sample_order("shopify", order_id, f"hook-{order_id}@example.com"))
+    assert shops.shops.deliverer.drain()
+    assert [d["ok"] for d in shops.shops.snapshot()["deliveries"]] == [True] * 4
+    run_jobs(ctx)
+    references = [f"SH-{order_id % 100000}" for order_id in ids]
+    assert all(ctx.ledger.get(store.id, ref).award is not None for ref in references)
+    awards = calls(sandbox)
+
+    before = shop.snapshot()
+    summary = sync_store(ctx, store, api(ctx, "coffee-shopify"))
+    after = shop.snapshot()
+    # Each order's version came with its webhook: the sync lists them and reads none whole.
+    assert (summary.orders_unchanged, summary.orders_read, summary.events_queued) == (4, 0, 0)
+    assert "BridgeOrder" not in after["operations"] and after["operations"]["BridgeOrders"] == 1
+    assert after["points"] - before["points"] <= 3 * len(ids)            # its share of a page of ids
+
+    # A minute later one order is refunded in the shop and its webhook is lost: changed, so read again.
+    shop.clock = lambda: datetime.now(UTC) + timedelta(minutes=1)
+    shop.add_refund(ids[0], {"id": 7_199_001, "note": "Mug arrived broken", "refund_line_items": [],
+                             "transactions": [{"kind": "refund", "status": "success", "amount": "13.61",
+                                               "currency": "EUR"}]}, deliver=False)
+    again = read_window(ctx, store, api(ctx, "coffee-shopify"), EARLY, LATE, task="sync")
+    assert (again.orders_unchanged, again.orders_read, again.events_queued, again.already_known) == (3, 1, 1, 1)
+    assert shop.snapshot()["operations"]["BridgeOrder"] == 1
+    run_jobs(ctx)
+    refunded = ctx.ledger.get(store.id, references[0])
+    assert refunded.refunds["7199001"].points > 0 and calls(sandbox) == awards + 1
+    # Fed by the sync now, its new version is known too.
+    assert read_window(ctx, store, api(ctx, "coffee-shopify"), EARLY, LATE, task="sync").orders_unchanged == 4
+
+
+def test_a_webhook_version_is_remembered_only_when_the_delivery_fed_all_its_events(
+        ctx: WorkerContext, shops: ShopsServer, intake: str) -> None:
+    shop = shops.shops.shopify["coffee-lt"]
+    store = ctx.stores["coffee-shopify"]
+    subscriptions.connect(api(ctx, "coffee-shopify"), store, ShopState(ctx.connection), intake)
+    # Cancelled with three refunds: its orders/cancelled delivery feeds the cancellation, not the refunds.
+    shop.create_order(fixture_json("shopify", "orders_cancelled"), deliver=False)
+    shop.cancel(5619882082369)
+    assert shops.shops.deliverer.drain()
+    run_jobs(ctx)
+    assert "cancel" in ctx.ledger.get(store.id, "SH-1001").pending
+    summary = read_window(ctx, store, api(ctx, "coffee-shopify"), EARLY, LATE, task="sync")
+    # Read whole: the payment and the refunds are fed now, the cancellation was already.
+    assert (summary.orders_unchanged, summary.orders_read, summary.events_queued, summary.already_known) == (0, 1, 4, 1)
 
 
 # --- the periodic sync -----------------------------------------------------------------------------
