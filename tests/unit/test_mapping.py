@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -109,3 +110,46 @@ def test_any_json_maps_or_fails_cleanly(platform: str, payload: Any) -> None:
             attempt()
         except MappingError as exc:
             assert str(exc)
+
+
+# --- the order version a delivery fed whole ---------------------------------------------------------
+
+def fed_versions(platform: str, topic: str, case: str) -> list[str | None]:
+    """The version each event of one delivery would remember, in the order the intake submits them."""
+    payload, store = fixture_json(platform, case), STORE[platform]
+    events = ADAPTERS[platform].classify(topic, json.dumps(payload).encode(), store)
+    assert isinstance(events, list)
+    found = [ADAPTERS[platform].fed_version(e, payload, store) for e in events]
+    return [f.isoformat() if f else None for f in found]
+
+
+@pytest.mark.parametrize(("platform", "topic", "case", "versions"), [
+    # Nothing but the payment in it: its updated_at, in UTC.
+    ("shopify", "orders/paid", "orders_paid", ["2026-11-18T12:03:11+00:00"]),
+    # Shopify's own samples are cancelled too: the cancellation is another delivery's event.
+    ("shopify", "orders/paid", "dev_2026-04_orders_paid", [None]),
+    # Cancelled with three refunds in it, which this delivery does not feed.
+    ("shopify", "orders/cancelled", "orders_cancelled", [None]),
+    # A refund carries no version of its order (and the refund changed it).
+    ("shopify", "refunds/create", "refunds_create_partial", [None]),
+    # The whole order, every event in it: the last event's job remembers date_modified_gmt.
+    ("woocommerce", "order.updated", "two_refunds", [None, None, "2026-11-19T14:40:22+00:00"]),
+    ("woocommerce", "order.created", "processing", ["2026-11-16T12:05:42+00:00"]),
+    ("woocommerce", "order.updated", "docs_order_723_two_refunds", [None, None, "2017-03-21T19:54:51+00:00"]),
+])
+def test_a_delivery_proves_the_version_whose_every_event_it_fed(platform: str, topic: str, case: str,
+                                                                 versions: list[str | None]) -> None:
+    assert fed_versions(platform, topic, case) == versions
+
+
+def test_a_payload_that_cannot_say_its_version_proves_none() -> None:
+    store = STORE["shopify"]
+    payload = {**fixture_json("shopify", "orders_paid")}
+    event = ADAPTERS["shopify"].classify("orders/paid", json.dumps(payload).encode(), store)[0]  # type: ignore[index]
+    for broken in ({"updated_at": 1700000000}, {"updated_at": "yesterday"}, {"refunds": None}):
+        assert ADAPTERS["shopify"].fed_version(event, {**payload, **broken}, store) is None
+    woo = fixture_json("woocommerce", "processing")
+    woo_event = ADAPTERS["woocommerce"].classify("order.updated", json.dumps(woo).encode(), STORE["woocommerce"])[0]  # type: ignore[index]
+    # date_modified is in the site's time zone, unknown here: without the GMT time there is no version.
+    assert ADAPTERS["woocommerce"].fed_version(woo_event, {**woo, "date_modified_gmt": None},
+                                               STORE["woocommerce"]) is None
