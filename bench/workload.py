@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from fractions import Fraction
 
@@ -156,9 +156,12 @@ def _plan_net(order_id: int, email: str, rng: random.Random, first_refund: int) 
 def _woo(order: PlannedOrder, status: str, refunds: list[tuple[int, Decimal]]) -> dict[str, object]:
     # The later store's orders are paid now: their award delay counts from here.
     paid = (order.paid_at or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S") if order.later else "2026-11-27T10:00:05"
+    # Each delivery is a new version of the order: a minute later for each refund and the cancellation.
+    modified = datetime.fromisoformat(paid) + timedelta(minutes=len(refunds) + (status == "cancelled"))
     return {
         "id": order.order_id, "number": str(order.order_id), "status": status, "currency": "EUR",
-        "date_created": "2026-11-27T10:00:00", "date_paid": paid, "date_paid_gmt": paid, "total": str(order.total),
+        "date_created": "2026-11-27T10:00:00", "date_paid": paid, "date_paid_gmt": paid,
+        "date_modified_gmt": modified.strftime("%Y-%m-%dT%H:%M:%S"), "total": str(order.total),
         "total_tax": "0.00", "shipping_total": "0.00", "shipping_tax": "0.00", "discount_total": "0.00",
         "discount_tax": "0.00", "customer_id": 0, "billing": {"first_name": "Chaos", "email": order.email},
         "line_items": [{"id": 1, "name": "Black Friday bundle", "product_id": 42, "quantity": 1,
@@ -186,6 +189,9 @@ def _shopify_order(order: PlannedOrder, cancelled: bool) -> dict[str, object]:
         "email": order.email, "currency": "EUR", "total_price": str(order.total), "total_tax": str(tax),
         "taxes_included": True, "financial_status": "refunded" if cancelled else "paid", "test": False,
         "cancelled_at": "2026-11-27T11:00:00+02:00" if cancelled else None,
+        "updated_at": "2026-11-27T11:00:00+02:00" if cancelled else "2026-11-27T10:00:05+02:00",
+        # What the cancellation refunded is in refunds/create deliveries; at payment there is none.
+        **({} if cancelled else {"refunds": []}),
         "total_shipping_price_set": {"shop_money": {"amount": str(order.shipping), "currency_code": "EUR"}},
         "line_items": [line], "discount_codes": [], "shipping_lines": shipping if order.shipping else [],
     }
