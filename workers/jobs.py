@@ -7,6 +7,8 @@ award or the refund already happened, unanswered calls are resolved through Loya
 before anything is called again (:mod:`workers.recovery`), and a per-order lock keeps two jobs of
 one order from interleaving. Here, too, is how each outcome ends: a result, a wait or a retry
 (:mod:`workers.retrying` decides when), or the failed registry with a reason a person can read.
+As it ends, the job remembers the version of its order when its delivery fed all of that version's
+events (the adapter's ``fed_version``), so the periodic sync does not read the order again.
 """
 
 from __future__ import annotations

@@ -302,6 +302,23 @@ def test_orders_webhooks_brought_are_not_read_again_by_the_sync_until_they_chang
     assert read_window(ctx, store, api(ctx, "coffee-shopify"), EARLY, LATE, task="sync").orders_unchanged == 4
 
 
+def test_woocommerce_orders_webhooks_brought_are_not_fed_again_by_the_sync(
+        ctx: WorkerContext, shops: ShopsServer, intake: str) -> None:
+    woo = shops.shops.woocommerce["coffee"]
+    store = ctx.stores["coffee-woo"]
+    subscriptions.connect(api(ctx, "coffee-woo"), store, ShopState(ctx.connection), intake)
+    for order_id in (7_200_001, 7_200_002):
+        woo.create_order(sample_order("woocommerce", order_id, f"hook-{order_id}@example.com"))
+    woo.clock = lambda: datetime.now(UTC) + timedelta(minutes=1)
+    woo.update_order(7_200_002, {"refunds": [{"id": 7_299_001, "reason": "broken mug", "total": "-13.61"}]})
+    assert shops.shops.deliverer.drain()
+    run_jobs(ctx)
+    assert "7299001" in ctx.ledger.get(store.id, "WC-7200002").refunds
+    summary = read_window(ctx, store, api(ctx, "coffee-woo"), EARLY, LATE, task="sync")
+    # Both orders' latest versions came by webhook (the second's with its refund): nothing is fed again.
+    assert (summary.orders_total, summary.orders_unchanged, summary.orders_read) == (2, 2, 0)
+
+
 def test_a_webhook_version_is_remembered_only_when_the_delivery_fed_all_its_events(
         ctx: WorkerContext, shops: ShopsServer, intake: str) -> None:
     shop = shops.shops.shopify["coffee-lt"]

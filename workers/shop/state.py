@@ -6,14 +6,17 @@
 - when each periodic task (sync, watch) is next due;
 - the last run of each task, for ``bridge check`` and the metrics;
 - what ``bridge connect`` set up: the public URL and a fingerprint of the secret each webhook got;
-- the version (last-modified time) of each order a sync or backfill fed in, so the next run does not
-  read an order again that has not changed since (:meth:`ShopState.known_versions`).
+- the version (last-modified time) of each order fed in, by a sync or backfill read or by a webhook
+  whose job proves it fed the whole version (:mod:`workers.jobs`), so the next run does not read an
+  order again that has not changed since (:meth:`ShopState.known_versions`).
 
 Every key here but the versions is one per store (a few hundred bytes each, kept until the store is
-removed). The versions are one small key per order read from a shop's API, ``lb:shop:seen:<store>:<order
-id>`` holding the order's modified time as epoch seconds, expiring :data:`VERSION_TTL` after it was
-last written: 80 to 100 bytes per order (``MEMORY USAGE`` of such a key, its name included: 80 B
-for ``lb:shop:seen:shop:8000000``, about 95 for a 13-digit Shopify id), for a week, then nothing. Nothing reads them for the ledger's 400 days.
+removed). The versions are one small key per order, every order that arrives by webhook or is read
+from a shop's API: ``lb:shop:seen:<store>:<order id>`` holding the order's modified time as epoch
+seconds, expiring :data:`VERSION_TTL` after it was last written: 80 to 100 bytes per order
+(``MEMORY USAGE`` of such a key, its name included: 80 B for ``lb:shop:seen:shop:8000000``, 96 for
+``lb:shop:seen:coffee-shopify:5619882082370``), for a week, then nothing: within the 30 days the
+payload is kept, none of the ledger's 400 days.
 """
 
 from __future__ import annotations
