@@ -119,7 +119,13 @@ def _mark(ctx: WorkerContext, job_id: str, ev: Event, fed: datetime | None, back
         ctx.events.expected(job_id, back_at, pipe)
     if pipe is not None:
         ShopState(ctx.connection).remember_versions(ev.store, {ev.order_id: fed}, pipe)
-        pipe.execute()
+        index, version = pipe.execute(raise_on_error=False)
+        if isinstance(index, Exception):
+            raise index
+        if isinstance(version, Exception):
+            # Only a saving (the sync reads the order once more): a full Redis refuses the SET (the
+            # ZREM above it is not refused), and the job's outcome is recorded already.
+            log(logger, "order version not remembered", logging.WARNING, job_id=job_id, error=str(version))
 
 
 def _failure_reason(exc: Exception) -> str:
