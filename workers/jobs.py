@@ -104,7 +104,8 @@ def _fed_version(ctx: WorkerContext, ev: Event, data: Any) -> datetime | None:
     says), or None. The job remembers it as the sync does for the orders it reads, so the sync does
     not read again an order a webhook brought and nothing changed since (:mod:`workers.shop.state`)."""
     store = ctx.stores.get(ev.store)
-    if store is None or ev.kind == "redact" or not isinstance(data, dict):
+    # A store without its shop API configured has no sync or backfill to spare.
+    if store is None or not store.has_shop_api or ev.kind == "redact" or not isinstance(data, dict):
         return None
     return ADAPTERS[store.platform].fed_version(ev, data, store)
 

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from click.testing import CliRunner, Result
 from redis import Redis
+from rq.job import Job
 from rq.registry import FailedJobRegistry
 from werkzeug.serving import make_server
 
@@ -29,7 +31,7 @@ from bridge.sandbox.shops import ShopsConfig, ShopsServer
 from bridge.sandbox.woocommerce import WooShopConfig
 from config.settings import Settings
 from config.stores import Stores, build_store
-from tests.conftest import SHOPIFY_SECRET, WOO_SECRETS, fixture_json, run_jobs
+from tests.conftest import SHOPIFY_SECRET, WOO_SECRETS, fixture_bytes, fixture_json, run_jobs, webhook_headers
 from workers import context
 from workers.context import WorkerContext
 from workers.platforms import shop_api_for
@@ -317,6 +319,29 @@ def test_woocommerce_orders_webhooks_brought_are_not_fed_again_by_the_sync(
     summary = read_window(ctx, store, api(ctx, "coffee-woo"), EARLY, LATE, task="sync")
     # Both orders' latest versions came by webhook (the second's with its refund): nothing is fed again.
     assert (summary.orders_total, summary.orders_unchanged, summary.orders_read) == (2, 2, 0)
+
+
+def test_a_job_remembers_the_version_its_delivery_fed_and_a_refused_write_costs_only_that(
+        ctx: WorkerContext, intake: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    def post(platform: str, store: str, case: str, topic: str) -> None:
+        body = fixture_bytes(platform, case)
+        requests.post(f"{intake}/webhooks/{platform}/{store}", data=body, headers=webhook_headers(platform, body, topic),
+                      timeout=10).raise_for_status()
+
+    post("shopify", "coffee-shopify", "orders_paid", "orders/paid")
+    run_jobs(ctx)
+    # The payload's updated_at, 2026-11-18T14:03:11+02:00, as the sync compares it: epoch seconds.
+    key = "lb:shop:seen:coffee-shopify:5619882082369"
+    assert ctx.connection.get(key) == b"1795003391"
+    assert 0 < ctx.connection.ttl(key) <= 7 * 24 * 3600
+    # Redis refuses the version's SET (here an expiry it rejects): the job still ends as it would.
+    monkeypatch.setattr("workers.shop.state.VERSION_TTL", 0)
+    post("woocommerce", "coffee-woo", "processing", "order.created")
+    run_jobs(ctx)
+    assert Job.fetch("paid-coffee-woo-4210", connection=ctx.connection).return_value()["outcome"] == "awarded"
+    assert ctx.connection.get("lb:shop:seen:coffee-woo:4210") is None
+    assert "order version not remembered" in caplog.text
+    assert ctx.connection.zscore(ctx.events.open_jobs_key, "paid-coffee-woo-4210") is None
 
 
 def test_a_webhook_version_is_remembered_only_when_the_delivery_fed_all_its_events(
