@@ -44,7 +44,7 @@ TOPIC_HEADER = "X-Shopify-Topic"
 DELIVERY_HEADER = "X-Shopify-Event-Id"
 
 ORDER_TOPICS: dict[str, EventKind] = {"orders/paid": "paid", "orders/cancelled": "cancel"}
-# The financial statuses of an order that was paid (a refund keeps the award's trace).
+# The financial statuses of an order that was paid (refunded ones too: the award came first).
 PAID_STATUSES = {"paid", "partially_refunded", "refunded"}
 REFUND_TOPIC = "refunds/create"
 DATA_REQUEST_TOPIC = "customers/data_request"
