@@ -12,11 +12,11 @@
 
 Every key here but the versions is one per store (a few hundred bytes each, kept until the store is
 removed). The versions are one small key per order of a store with its shop API, every order that
-arrives by webhook or is read from the API: ``lb:shop:seen:<store>:<order id>`` holding the order's modified time as epoch
-seconds, expiring :data:`VERSION_TTL` after it was last written: 80 to 100 bytes per order
-(``MEMORY USAGE`` of such a key, its name included: 80 B for ``lb:shop:seen:shop:8000000``, 96 for
-``lb:shop:seen:coffee-shopify:5619882082370``), for a week, then nothing: within the 30 days the
-payload is kept, none of the ledger's 400 days.
+arrives by webhook or is read from the API: ``lb:shop:seen:<store>:<order id>`` holding the order's
+modified time as epoch seconds, expiring :data:`VERSION_TTL` after it was last written: 80 to 100
+bytes per order (``MEMORY USAGE`` of such a key, its name included: 80 B for
+``lb:shop:seen:shop:8000000``, 96 for ``lb:shop:seen:coffee-shopify:5619882082370``), for a week,
+then nothing: within the 30 days the payload is kept, none of the ledger's 400 days.
 """
 
 from __future__ import annotations
