@@ -151,4 +151,4 @@ def run_checks(state: AlertState, settings: Settings) -> None:
         check_failed(state, settings.queue_name)
         check_redis(state, settings)
     except RedisError as exc:
-        log(logger, "alert checks skipped: Redis unavailable", logging.WARNING, error_class=type(exc).__name__)
+        log(logger, "alert checks skipped: cannot reach Redis", logging.WARNING, error_class=type(exc).__name__)

@@ -58,10 +58,19 @@ class AlertLoop:
             self.sender.deliver_due()
 
     def _run(self) -> None:
+        # One line when Redis goes and one when it is back: the process's own waiting lines already say
+        # how the outage goes, and this loop turns every second.
+        paused = False
         while not self._stop.wait(POLL):
             try:
                 self.once()
+                if paused:
+                    paused = False
+                    log(logger, "alerts: Redis answers again; checks and deliveries resume", logging.INFO)
             except RedisError as exc:
-                log(logger, "alerts: Redis unavailable", logging.WARNING, error_class=type(exc).__name__)
+                if not paused:
+                    paused = True
+                    log(logger, "alerts: cannot reach Redis; checks and deliveries paused until it answers",
+                        logging.WARNING, error_class=type(exc).__name__)
             except Exception:  # a bug here must not stop the process; the next turn tries again
                 logger.exception("alert loop turn failed")

@@ -40,7 +40,7 @@ def _never_raises(method: Callable[P, None]) -> Callable[P, None]:
         try:
             method(*args, **kwargs)
         except RedisError as exc:
-            log(logger, "alert not recorded: Redis unavailable", logging.WARNING, report=method.__name__,
+            log(logger, "alert not recorded: cannot reach Redis", logging.WARNING, report=method.__name__,
                 error_class=type(exc).__name__)
     return wrapper
 
