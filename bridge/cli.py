@@ -411,12 +411,12 @@ def _recent(state: CliState, store: str | None, limit: int, as_json: bool) -> No
 
     if store is not None:
         _pick_stores(state, store)
-    events = recent_events(_context(state).events.queue, store, limit)
+    events = recent_events(_context(state).events, list(state.stores), store, limit)
     if as_json:
         _echo_json([e.model_dump(mode="json") for e in events])
         return
     if not events:
-        click.echo(f"Nothing happened lately{' in ' + store if store else ''} (or it is older than the kept results).")
+        click.echo(f"Nothing happened lately{' in ' + store if store else ''} (or it is older than the kept outcomes).")
         return
     rows = [{"when": e.at, "store": e.store, "reference": e.reference, "event": e.event, "outcome": e.outcome,
              "points": e.points, "reason": e.reason} for e in events]
@@ -571,7 +571,7 @@ def replay(state: CliState, references: tuple[str, ...], replay_failed: bool, st
            event: str | None, dry_run: bool, due_now_: bool, wait: float) -> None:
     """Run jobs again from their kept payloads. Idempotent: what is already done stays as it is
     (an award held back by the store's award delay stays so, unless --now)."""
-    from workers.ops import already_done, due_now, failed_jobs, fetch_jobs, parse_since, requeue, wait_for
+    from workers.ops import already_done, due_now, failed_jobs, order_jobs, parse_since, requeue, status_of, wait_for
 
     if replay_failed == bool(references):
         raise click.UsageError("give either --failed or one or more references")
@@ -586,7 +586,7 @@ def replay(state: CliState, references: tuple[str, ...], replay_failed: bool, st
         jobs = []
         for reference in references:
             order_id = ctx.events.order_id_for(store, reference)
-            found = fetch_jobs(ctx.connection, ctx.events.job_ids_for(store, order_id)) if order_id else []
+            found = order_jobs(ctx.events, store, order_id) if order_id else []
             if not found:
                 click.echo(f"{reference}: no kept payload (unknown here, or older than the retention period)")
             jobs += found
@@ -601,11 +601,11 @@ def replay(state: CliState, references: tuple[str, ...], replay_failed: bool, st
         if done:
             click.echo(f"{label}: {done}, nothing to replay")
             summary["already done"] += 1
-            if not dry_run and job.get_status() == "failed":
+            if not dry_run and status_of(job) == "failed":
                 job.delete()  # its outcome is in the ledger; the failure no longer needs anyone
             continue
         if dry_run:
-            click.echo(f"{label}: would replay ({job.get_status()})")
+            click.echo(f"{label}: would replay ({status_of(job)})")
             continue
         if due_now_ and (what := due_now(ctx.events, ctx.ledger, job)):
             click.echo(f"{label}: {what}")
@@ -618,8 +618,9 @@ def replay(state: CliState, references: tuple[str, ...], replay_failed: bool, st
         with click.progressbar(length=len(to_wait), label="Replaying") as bar:
             for _, finished in wait_for(ctx.connection, to_wait, wait):
                 bar.update(1)
-                status_ = finished.get_status() if finished else None
-                summary["replayed" if status_ == "finished" else "still failing"] += 1
+                # A finished job is gone (RQ keeps none): None; a failed one is still there.
+                failing = finished is not None and finished.get_status() != "finished"
+                summary["still failing" if failing else "replayed"] += 1
         summary["not finished yet"] = len(to_wait) - summary["replayed"] - summary["still failing"]
     else:
         summary["not finished yet"] = len(to_wait)

@@ -63,7 +63,7 @@ def draft_award(order: Order, store: StoreConfig) -> Award:
 def award_order(ctx: WorkerContext, store: StoreConfig, order: Order, job_id: str) -> Outcome:
     """Award a paid order once (the paid job), then apply the refunds that came before it."""
     reference = order.reference
-    ctx.events.index_order(store.id, order.order_id, reference)
+    ctx.events.index_order(store.id, order.order_id, reference, store.platform)
     with ctx.ledger.order_lock(store.id, reference) as locked:
         if not locked:
             raise Wait(f"order {reference} is busy with another job")

@@ -31,6 +31,7 @@ from workers import context
 from workers.award import award_order
 from workers.award_delay import NotDue
 from workers.context import WorkerContext
+from workers.event_queue import JobEnd
 from workers.events import Event
 from workers.job_errors import JobFailed, Wait
 from workers.loyalty import PermanentError, RateLimited, RetryableError
@@ -49,11 +50,13 @@ logger = logging.getLogger("workers.jobs")
 T = TypeVar("T")
 
 
-def process_event(event: dict[str, Any], payload: str) -> dict[str, Any] | Retry:
+def process_event(event: dict[str, Any], payload: str | None = None) -> dict[str, Any] | Retry:
     """Process one queued event (the function the intake enqueues).
 
-    Returns the outcome, or a ``Retry`` (RQ reschedules the job) when it must wait or hit a passing
-    failure; raises :class:`JobFailed` when it cannot succeed.
+    The payload is read from where the intake kept it (:mod:`workers.kept_payloads`); jobs queued
+    by earlier versions carry it as their second argument. Returns the outcome, or a ``Retry`` (RQ
+    reschedules the job) when it must wait or hit a passing failure; raises :class:`JobFailed` when
+    it cannot succeed.
     """
     ctx = context.current()
     job = get_current_job()
@@ -68,6 +71,8 @@ def process_event(event: dict[str, Any], payload: str) -> dict[str, Any] | Retry
                               "order_id": ev.order_id, "reference": ev.reference, "refund_id": ev.refund_id,
                               "request_id": job.meta.get("request_id") if job else None}
     try:
+        if payload is None:
+            payload = _kept_payload(ctx, ev, job)
         data = _parse(payload)
         fed = _fed_version(ctx, ev, data)
         outcome = _process(ctx, ev, data, job)
@@ -95,8 +100,18 @@ def process_event(event: dict[str, Any], payload: str) -> dict[str, Any] | Retry
     fields.update(outcome.model_dump(exclude_none=True))
     log(logger, "job", **fields)
     observe_job(ev.kind, outcome.outcome)
-    _mark(ctx, fields["job_id"], ev, fed)
+    end = JobEnd(at=time.time(), attempts=ctx.retry_policy.attempts(job) if job else 1, outcome=outcome.outcome,
+                 points=outcome.points, transaction_id=outcome.transaction_id)
+    _mark(ctx, fields["job_id"], ev, fed, ended=(end, outcome.reference or ev.reference, outcome.reason))
     return outcome.model_dump()
+
+
+def _kept_payload(ctx: WorkerContext, ev: Event, job: Job | None) -> str:
+    kept = ctx.events.payloads.get(job.id if job else ev.job_id)
+    if kept is None:
+        raise JobFailed(f"the kept payload of this event is gone (kept {ctx.settings.payload_retention} s, "
+                        "or deleted by a privacy request)")
+    return kept.payload
 
 
 def _fed_version(ctx: WorkerContext, ev: Event, data: Any) -> datetime | None:
@@ -110,19 +125,23 @@ def _fed_version(ctx: WorkerContext, ev: Event, data: Any) -> datetime | None:
     return ADAPTERS[store.platform].fed_version(ev, data, store)
 
 
-def _mark(ctx: WorkerContext, job_id: str, ev: Event, fed: datetime | None, back_at: float | None = None) -> None:
-    """The job closed in (or, with ``back_at``, expected back at that time by) the open-jobs index,
-    with the order version its delivery fed remembered in the same round trip."""
+def _mark(ctx: WorkerContext, job_id: str, ev: Event, fed: datetime | None, back_at: float | None = None,
+          ended: tuple[JobEnd, str | None, str | None] | None = None) -> None:
+    """The job closed in (or, with ``back_at``, expected back at that time by) the open-jobs index, or
+    noted as ended well (``ended``: how, its reference and reason; see EventQueue.finished), with the
+    order version its delivery fed remembered in the same round trip."""
     pipe = ctx.connection.pipeline(transaction=False) if fed is not None else None
-    if back_at is None:
+    if ended is not None:
+        ctx.events.finished(ev, job_id, *ended, pipe=pipe)
+    elif back_at is None:
         ctx.events.closed(job_id, pipe)
     else:
         ctx.events.expected(job_id, back_at, pipe)
     if pipe is not None:
         ShopState(ctx.connection).remember_versions(ev.store, {ev.order_id: fed}, pipe)
-        index, version = pipe.execute(raise_on_error=False)
-        if isinstance(index, Exception):
-            raise index
+        *index, version = pipe.execute(raise_on_error=False)
+        if failed := next((answer for answer in index if isinstance(answer, Exception)), None):
+            raise failed
         if isinstance(version, Exception):
             # Only a saving (the sync reads the order once more): a full Redis refuses the SET (the
             # ZREM above it is not refused), and the job's outcome is recorded already.

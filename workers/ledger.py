@@ -56,6 +56,7 @@ DISMISSED = "dismissed"
 REFUND_PREFIX = "refund:"
 PENDING_PREFIX = "pending:"
 INFLIGHT_PREFIX = "inflight:"
+ORDER_ID = "o"  # the platform's order id (the intake writes it: reference → order id)
 # Deletes an in-flight mark only if it still carries the token of the attempt that set it.
 # KEYS: the order's hash. ARGV: field, token.
 _CLEAR_OWN_MARK = """
@@ -178,6 +179,7 @@ class LedgerRecord(BaseModel):
     failed: Note | None = None
     dismissed: Dismissal | None = None
     inflight: dict[str, InFlight] = {}
+    order_id: str | None = None  # the platform's, once an event of the order came in
 
     @property
     def exists(self) -> bool:
@@ -246,7 +248,11 @@ class Ledger:
         pending: dict[str, PendingRefund] = {}
         inflight: dict[str, InFlight] = {}
         for name_b, value in raw.items():
-            name, doc = name_b.decode(), json.loads(value)
+            name = name_b.decode()
+            if name == ORDER_ID:
+                record.order_id = value.decode()
+                continue
+            doc = json.loads(value)
             if name == AWARD:
                 record.award = Award.model_validate(doc)
             elif name == SKIPPED:

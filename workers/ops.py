@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel
 from redis import Redis
 from rq import Queue
-from rq.exceptions import NoSuchJobError
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import (
     BaseRegistry,
@@ -22,7 +22,8 @@ from rq.registry import (
     StartedJobRegistry,
 )
 
-from workers.event_queue import EventQueue
+from workers.event_queue import ARRIVALS_KEPT, Arrival, EventQueue, JobEnd
+from workers.kept_payloads import KeptEvent
 from workers.ledger import REFUND_PREFIX, Dismissal, Ledger, LedgerRecord, utcnow
 from workers.retrying import FAILURES, RetryPolicy
 
@@ -90,17 +91,45 @@ def view(job: Job, events: EventQueue | None = None) -> JobView:
     )
 
 
+def ended_view(job_id: str, kept: KeptEvent, end: JobEnd, arrivals: list[Arrival]) -> JobView:
+    """A job that finished (RQ deleted it), as the order's journal and its kept payload tell it."""
+    event = kept.event
+    return JobView(
+        job_id=job_id, store=event.store, event=event.kind, reference=event.reference, status=JobStatus.FINISHED.value,
+        attempts=end.attempts, enqueued_at=datetime.fromtimestamp(kept.created_at, UTC) if kept.created_at else None,
+        ended_at=datetime.fromtimestamp(end.at, UTC), last_error=None,
+        outcome={"outcome": end.outcome, "reference": event.reference, "points": end.points,
+                 "transaction_id": end.transaction_id},
+        arrivals=[a.__dict__ for a in reversed(arrivals)][:ARRIVALS_KEPT])
+
+
 def fetch_jobs(connection: Redis, job_ids: Iterable[str]) -> list[Job]:
     """The jobs that still exist among ``job_ids``."""
     return [job for job in Job.fetch_many(list(job_ids), connection=connection) if job is not None]
 
 
+def order_jobs(events: EventQueue, store: str, order_id: str) -> list[Job]:
+    """Every job of an order whose event is still kept: as RQ holds it, or made again from its kept
+    payload (RQ deletes finished jobs); for replay and reconcile."""
+    return [job for job in map(events.restore, events.job_ids_for(store, order_id)) if job is not None]
+
+
 def order_story(connection: Redis, events: EventQueue, ledger: Ledger, store: str, reference: str) -> OrderStory:
     """The ledger record, the jobs (with state, attempts, last error) and the deliveries of an order."""
     order_id = events.order_id_for(store, reference)
-    jobs = fetch_jobs(connection, events.job_ids_for(store, order_id)) if order_id else []
+    views = []
+    if order_id:
+        journal = events.journal(store, order_id)
+        job_ids = sorted(journal.job_ids)
+        for job_id, job in zip(job_ids, Job.fetch_many(job_ids, connection=connection), strict=True):
+            arrivals = journal.arrivals.get(job_id, [])
+            if job is not None:
+                views.append(view(job).model_copy(
+                    update={"arrivals": [a.__dict__ for a in reversed(arrivals)][:ARRIVALS_KEPT]}))
+            elif job_id in journal.ends and (kept := events.payloads.get(job_id)) is not None:
+                views.append(ended_view(job_id, kept, journal.ends[job_id], arrivals))
     return OrderStory(store=store, reference=reference, order_id=order_id, ledger=ledger.get(store, reference),
-                      jobs=[view(job, events) for job in jobs])
+                      jobs=views)
 
 
 class RecentEvent(BaseModel):
@@ -136,10 +165,13 @@ def _recent(job: Job) -> RecentEvent:
                        outcome=outcome, points=points, reason=reason, job_id=job.id)
 
 
-def recent_events(queue: Queue, store: str | None = None, limit: int = 20) -> list[RecentEvent]:
-    """The latest events of the bridge's orders, newest first, from what RQ keeps anyway: the
-    finished and failed registries (scored by expiry, so by when each job ended), the scheduled
-    (waiting, or pending until an award delay ends), the running and the queued jobs."""
+def recent_events(events: EventQueue, stores: Iterable[str], store: str | None = None,
+                  limit: int = 20) -> list[RecentEvent]:
+    """The latest events of the bridge's orders, newest first: the outcomes the workers noted (the
+    latest RECENT_KEPT per store), and what RQ holds: the failed registry, the scheduled (waiting,
+    or pending until an award delay ends), the running and the queued jobs (and, until they expire,
+    finished jobs of earlier versions)."""
+    queue = events.queue
     connection = queue.connection
     wanted = limit * 4 + 50  # other stores' and privacy jobs are filtered out after reading
     ids: list[str] = []
@@ -150,10 +182,16 @@ def recent_events(queue: Queue, store: str | None = None, limit: int = 20) -> li
     for registry in (ScheduledJobRegistry(queue=queue), StartedJobRegistry(queue=queue)):
         ids += registry.get_job_ids()
     ids += queue.get_job_ids(0, wanted)
-    events = [_recent(job) for job in fetch_jobs(connection, dict.fromkeys(ids))
-              if job.meta.get("kind") in ("paid", "refund", "cancel") and store in (None, job.meta.get("store"))]
-    events.sort(key=lambda e: e.at or datetime.min.replace(tzinfo=UTC), reverse=True)
-    return events[:limit]
+    found = {job.id: _recent(job) for job in fetch_jobs(connection, dict.fromkeys(ids))
+             if job.meta.get("kind") in ("paid", "refund", "cancel") and store in (None, job.meta.get("store"))}
+    for sid in [store] if store else stores:
+        for noted in events.recent(sid, limit):
+            if noted.job_id not in found:   # what RQ still holds is the newer state
+                found[noted.job_id] = RecentEvent(
+                    at=datetime.fromtimestamp(noted.at, UTC), store=sid, reference=noted.reference, event=noted.kind,
+                    outcome=noted.outcome, points=noted.points, reason=noted.reason, job_id=noted.job_id)
+    ordered = sorted(found.values(), key=lambda e: e.at or datetime.min.replace(tzinfo=UTC), reverse=True)
+    return ordered[:limit]
 
 
 def parse_since(text: str) -> datetime:
@@ -211,7 +249,7 @@ def due_now(events: EventQueue, ledger: Ledger, job: Job) -> str | None:
         return None
     ledger.record_due(meta["store"], reference, record.due.model_copy(update={"due_at": utcnow()}))
     queue = events.queue
-    if job.get_status() == JobStatus.SCHEDULED:
+    if status_of(job) == JobStatus.SCHEDULED.value:
         ScheduledJobRegistry(queue=queue).remove(job)
         queue.enqueue_job(job)
     return f"was pending until {record.due.due_at}: due now"
@@ -296,10 +334,22 @@ def fresh_start(events: EventQueue, job: Job, policy: RetryPolicy) -> None:
     events.opened(job.id)
 
 
+def status_of(job: Job) -> str:
+    """The job's status in RQ, or "finished" for one made again from its kept payload (RQ deleted it)."""
+    try:
+        return str(job.get_status().value)
+    except InvalidJobOperation:
+        return JobStatus.FINISHED.value
+
+
 def requeue(events: EventQueue, job: Job, policy: RetryPolicy) -> None:
     """Put a job back on the queue from its kept payload, with a fresh retry budget and window."""
+    saved = bool(events.connection.exists(job.key))
     fresh_start(events, job, policy)
     queue = events.queue
+    if not saved:   # made again from its kept payload: RQ had deleted it
+        queue.enqueue_job(job)
+        return
     status = job.get_status()
     if status == JobStatus.FAILED:
         FailedJobRegistry(queue=queue).requeue(job)
@@ -309,7 +359,8 @@ def requeue(events: EventQueue, job: Job, policy: RetryPolicy) -> None:
 
 def wait_for(connection: Redis, job_ids: list[str], timeout: float,
              poll: float = 0.2) -> Iterator[tuple[str, Job | None]]:
-    """Yield each job as it finishes or fails (a job that vanished yields None), until ``timeout``."""
+    """Yield each job as it finishes or fails, until ``timeout``. A job that finished yields None:
+    RQ deletes it (its outcome is in the order's journal); a failed one stays for a person."""
     import time
 
     pending = list(job_ids)

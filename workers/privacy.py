@@ -1,4 +1,4 @@
-"""Shopify's privacy requests: delete the kept payloads (and their delivery logs) they cover.
+"""Shopify's privacy requests: delete the kept payloads (and the orders' journals) they cover.
 
 ``customers/redact`` names the customer's orders; ``shop/redact`` (48 hours after a shop uninstalls)
 covers everything of the store. The ledger holds no personal data, so it stays: it is what keeps
@@ -38,8 +38,12 @@ def redact(ctx: WorkerContext, store: StoreConfig, ev: Event, data: dict[str, An
         order_ids = store_order_ids(ctx.connection, ctx.events, store.id)
     else:
         order_ids = ADAPTERS[store.platform].orders_to_redact(data)
-    deleted = delete_kept_payloads(ctx.connection, ctx.events, store.id, order_ids, keep=job.id if job else None)
-    if job is not None:
+    own = job.id if job else ev.job_id
+    deleted = delete_kept_payloads(ctx.connection, ctx.events, store.id, order_ids, keep=own)
+    kept = ctx.events.payloads.get(own)
+    if kept is not None:
+        ctx.events.payloads.blank(kept)
+    if job is not None and len(job.args) > 1:   # queued by an earlier version, with its payload
         job.args = (job.args[0], "{}")
         job.save()
     return Outcome(outcome="redacted", reason=f"deleted the kept payloads of {deleted} jobs ({ev.topic})")
@@ -47,22 +51,29 @@ def redact(ctx: WorkerContext, store: StoreConfig, ev: Event, data: dict[str, An
 
 def store_order_ids(connection: Redis, events: EventQueue, store: str) -> list[str]:
     """Every platform order id of a store that still has jobs kept."""
-    prefix = events.order_jobs_key(store, "")
-    return [key.decode().removeprefix(prefix) for key in connection.scan_iter(match=f"{prefix}*", count=500)]
+    found: set[str] = set()
+    for prefix in (events.order_jobs_key(store, ""), events.old_order_jobs_key(store, "")):
+        found.update(key.decode().removeprefix(prefix) for key in connection.scan_iter(match=f"{prefix}*", count=500))
+    return sorted(found)
 
 
 def delete_kept_payloads(connection: Redis, events: EventQueue, store: str, order_ids: Iterable[str],
                          keep: str | None = None) -> int:
-    """Delete the jobs (payloads included) and delivery logs of these orders; returns how many jobs."""
+    """Delete the kept payloads, the jobs and the journals of these orders; returns how many events'
+    payloads (or jobs of earlier versions, which carried theirs) were deleted."""
     deleted = 0
     for order_id in order_ids:
-        for job_id in events.job_ids_for(store, order_id):
-            if job_id == keep:
-                continue
-            for job in Job.fetch_many([job_id], connection=connection):
-                if job is not None:
-                    job.delete(remove_from_queue=True)
-                    deleted += 1
+        job_ids = [job_id for job_id in events.job_ids_for(store, order_id) if job_id != keep]
+        gone = set()
+        for job in Job.fetch_many(job_ids, connection=connection):
+            if job is not None:
+                job.delete(remove_from_queue=True)
+                gone.add(job.id)
+        for job_id in job_ids:
+            if connection.delete(events.payloads.key(job_id)):
+                gone.add(job_id)
             connection.delete(events.arrivals_key(job_id))
-        connection.delete(events.order_jobs_key(store, order_id))
+        deleted += len(gone)
+        if keep is None or keep not in events.job_ids_for(store, order_id):
+            connection.delete(events.order_jobs_key(store, order_id), events.old_order_jobs_key(store, order_id))
     return deleted

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from config.stores import StoreConfig
 from workers.context import WorkerContext
 from workers.loyalty import Transaction, TransactionFilters
-from workers.ops import fetch_jobs, requeue
+from workers.ops import order_jobs, requeue
 from workers.probe import PROBE_REFERENCE
 from workers.recovery import deduction_reference, deductions_since, find_purchase
 
@@ -126,7 +126,7 @@ def fix(ctx: WorkerContext, store: StoreConfig, difference: Difference) -> str:
     if difference.kind == "points differ":
         return "left for a person: the amounts disagree"
     order_id = ctx.events.order_id_for(store.id, difference.reference)
-    jobs = fetch_jobs(ctx.connection, ctx.events.job_ids_for(store.id, order_id)) if order_id else []
+    jobs = order_jobs(ctx.events, store.id, order_id) if order_id else []
     paid = [job for job in jobs if job.meta.get("kind") == "paid"]
     if not paid:
         return "cannot fix: no kept payload for this order (older than the retention period, or not from this bridge)"

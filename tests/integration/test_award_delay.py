@@ -76,14 +76,15 @@ def test_the_award_is_made_once_when_the_delay_has_passed(shop_with: Callable[[s
     # The sweep of open jobs leaves it alone until it is due (held for days, it would cost every run).
     opened = shop.ctx.connection.zscore(shop.ctx.events.open_jobs_key, PAID_JOB)
     assert opened == datetime.fromisoformat(due.due_at).timestamp()
-    (recent,) = recent_events(shop.ctx.events.queue)
+    (recent,) = recent_events(shop.ctx.events, [SHOP])
     assert recent.outcome == f"pending until {due.due_at}"
     assert 'bridge_pending_awards{store="coffee-shopify"} 1.0' in render(shop.ctx.connection, "loyalty")[0].decode()
     run_jobs(shop.ctx, horizon=3)
     assert len(api.calls("transactions/create")) == 1
     record = shop.record()
     assert record.award is not None and record.due is None and shop.ctx.ledger.pending_awards(SHOP) == 0
-    assert shop.job().return_value()["outcome"] == "awarded"
+    end = shop.ctx.events.ended(PAID_JOB)
+    assert end is not None and end.outcome == "awarded"
 
 
 def test_a_partial_refund_during_the_delay_makes_one_create_for_what_was_kept(shop_with: Callable[[str], Shop],

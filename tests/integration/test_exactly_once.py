@@ -119,7 +119,7 @@ def test_a_shopify_refund_35_days_after_the_award_is_deducted(bridge_for: Callab
     bridge.deliver("shopify", fixture_json("shopify", "orders_paid"), "orders/paid")
     bridge.run()
     gone = expire_for(bridge.ctx.connection, 35 * DAY)
-    assert f"rq:job:paid-coffee-shopify-{S_ORDER}" in gone           # the payloads are gone...
+    assert f"lb:payload:paid-coffee-shopify-{S_ORDER}" in gone       # the payloads are gone...
     bridge.deliver("shopify", shopify_refund(), "refunds/create")      # ...when the customer returns a bag
     bridge.run()
     assert [(b["order_id"], b["points"]) for b in api.bodies("transactions/deduct-points")] == [("SH-1001", 120)]
@@ -166,8 +166,8 @@ def test_a_cancellation_waits_for_a_refund_still_landing(bridge_for: Callable[..
     bridge.deliver("shopify", shopify_refund(), "refunds/create")      # the refund's own delivery, late
     bridge.run()
     assert len(api.calls("transactions/deduct-points")) == 1
-    assert Job.fetch(f"refund-coffee-shopify-{S_ORDER}-929361465",
-                     connection=bridge.ctx.connection).return_value()["outcome"] == "already applied"
+    end = bridge.ctx.events.ended(f"refund-coffee-shopify-{S_ORDER}-929361465")
+    assert end is not None and end.outcome == "already applied"
 
 
 def test_an_unanswered_call_is_not_made_again_while_it_may_still_land(bridge_for: Callable[..., Bridge],

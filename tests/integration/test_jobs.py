@@ -64,7 +64,8 @@ def test_woocommerce_paid_order_is_one_exact_create_call(client: FlaskClient, wo
     record = worker_ctx.ledger.get(WOO, "WC-4210")
     assert record.award is not None
     assert (record.award.points, record.award.transaction_id, record.award.base) == (278, 9001, Decimal("27.83"))
-    assert Job.fetch("paid-coffee-woo-4210", connection=worker_ctx.connection).return_value()["outcome"] == "awarded"
+    assert worker_ctx.events.ended("paid-coffee-woo-4210").outcome == "awarded"   # type: ignore[union-attr]
+    assert not Job.exists("paid-coffee-woo-4210", connection=worker_ctx.connection)  # RQ keeps no finished job
 
 
 def test_shopify_paid_order_is_one_exact_create_call(client: FlaskClient, worker_ctx: WorkerContext,
@@ -181,11 +182,12 @@ def test_redelivery_and_replay_change_nothing(client: FlaskClient, worker_ctx: W
     deliver(client, "woocommerce", "completed", "order.updated")      # same order, later status
     deliver(client, "woocommerce", "processing", "order.updated")     # plain redelivery
     run_jobs(worker_ctx)
-    job = Job.fetch("paid-coffee-woo-4210", connection=worker_ctx.connection)
+    job = worker_ctx.events.restore("paid-coffee-woo-4210")     # from its kept payload
+    assert job is not None
     requeue(worker_ctx.events, job, worker_ctx.retry_policy)    # an operator replays it
     run_jobs(worker_ctx)
     assert len(api.calls("transactions/create")) == 1
-    assert job.return_value(refresh=True)["outcome"] == "already awarded"
+    assert worker_ctx.events.ended(job.id).outcome == "already awarded"   # type: ignore[union-attr]
 
 
 def test_partial_refund_is_one_proportional_deduct(client: FlaskClient, worker_ctx: WorkerContext,
@@ -256,7 +258,7 @@ def test_refund_before_its_order_waits_then_applies(client: FlaskClient, worker_
     deliver(client, "shopify", "orders_paid", "orders/paid")
     run_jobs(worker_ctx)
     assert [b["points"] for b in api.bodies("transactions/deduct-points")] == [120]
-    assert refund_job.get_status(refresh=True) == JobStatus.FINISHED
+    assert worker_ctx.events.ended(refund_job.id).outcome == "deducted"  # type: ignore[union-attr]
     assert failed_ids(worker_ctx) == []
 
 
@@ -279,8 +281,7 @@ def test_cancellation_of_an_order_never_awarded_here_waits_in_the_ledger(client:
     assert api.calls("transactions/deduct-points") == []
     record = worker_ctx.ledger.get(WOO, "WC-4214")
     assert record.pending["cancel"].kind == "cancel" and record.refunds == {}
-    job = Job.fetch("cancel-coffee-woo-4214", connection=worker_ctx.connection)
-    assert job.return_value()["outcome"] == "pending the award"
+    assert worker_ctx.events.ended("cancel-coffee-woo-4214").outcome == "pending the award"  # type: ignore[union-attr]
 
 
 def test_409_marks_the_order_awarded_from_the_list(client: FlaskClient, worker_ctx: WorkerContext,
@@ -304,8 +305,7 @@ def test_retryable_error_then_success(client: FlaskClient, worker_ctx: WorkerCon
     run_jobs(worker_ctx)
     assert len(api.calls("transactions/create")) == 2
     assert worker_ctx.ledger.get(WOO, "WC-4210").award is not None
-    job = Job.fetch("paid-coffee-woo-4210", connection=worker_ctx.connection)
-    assert job.get_status() == JobStatus.FINISHED
+    assert worker_ctx.events.ended("paid-coffee-woo-4210").attempts == 2  # type: ignore[union-attr]
 
 
 def test_permanent_error_ends_in_the_failed_registry_with_a_readable_reason(client: FlaskClient,
@@ -320,7 +320,8 @@ def test_permanent_error_ends_in_the_failed_registry_with_a_readable_reason(clie
     job = Job.fetch("paid-coffee-woo-4210", connection=worker_ctx.connection)
     reason = job.meta["failure_reason"]
     assert "422 VALIDATION_ERROR: Validation failed (order_total: The order total must be at least 0.)" in reason
-    assert job.args[1] == fixture_bytes("woocommerce", "processing").decode()  # kept for replay
+    kept = worker_ctx.events.payloads.get(job.id)
+    assert kept is not None and kept.payload == fixture_bytes("woocommerce", "processing").decode()  # for replay
     record = worker_ctx.ledger.get(WOO, "WC-4210")
     assert record.failed is not None and record.failed.reason == reason
     assert record.inflight == {}                                          # refused: nothing landed
@@ -342,10 +343,8 @@ def test_the_dashboards_requeue_is_a_fresh_start_like_a_replay(client: FlaskClie
     job.save()
     FailedJobRegistry(queue=worker_ctx.events.queue).requeue(job.id)   # what the dashboard does
     run_jobs(worker_ctx)
-    job = Job.fetch("paid-coffee-woo-4210", connection=worker_ctx.connection)
-    assert job.get_status() == JobStatus.FINISHED
+    assert worker_ctx.events.ended("paid-coffee-woo-4210").attempts == 2  # type: ignore[union-attr]
     assert len(api.calls("transactions/create")) == 3                     # 422, then 502 retried, then 200
-    assert "failure_reason" not in job.meta and "replayed_at" in job.meta
     record = worker_ctx.ledger.get(WOO, "WC-4210")
     assert record.award is not None and record.failed is None
 
@@ -485,14 +484,16 @@ def test_customers_redact_deletes_the_kept_payloads_of_their_orders(client: Flas
     deliver(client, "shopify", "customers_redact", "customers/redact")
     run_jobs(worker_ctx)
     conn = worker_ctx.connection
-    assert not Job.exists(f"paid-coffee-shopify-{S_ORDER}", connection=conn)
-    assert not Job.exists(f"refund-coffee-shopify-{S_ORDER}-929361465", connection=conn)
+    payloads = worker_ctx.events.payloads
+    assert payloads.get(f"paid-coffee-shopify-{S_ORDER}") is None
+    assert payloads.get(f"refund-coffee-shopify-{S_ORDER}-929361465") is None
     assert worker_ctx.events.arrivals(f"paid-coffee-shopify-{S_ORDER}") == []
-    assert Job.exists("paid-coffee-shopify-5619882082370", connection=conn)          # not covered
-    redact = Job.fetch("redact-coffee-shopify-customer_6207347376193", connection=conn)
-    assert redact.args[1] == "{}"                                                    # the request is not kept
-    assert redact.return_value()["outcome"] == "redacted"
-    assert "ona.onaite" not in repr([conn.dump(k) for k in conn.keys("*")]).lower()
+    assert payloads.get("paid-coffee-shopify-5619882082370") is not None               # not covered
+    redact = payloads.get("redact-coffee-shopify-customer_6207347376193")
+    assert redact is not None and redact.payload == "{}"                             # the request is not kept
+    assert worker_ctx.events.ended(redact.job_id).outcome == "redacted"  # type: ignore[union-attr]
+    kept = [payloads.get(k.decode().removeprefix("lb:payload:")) for k in conn.keys("lb:payload:*")]
+    assert "ona.onaite" not in repr([conn.dump(k) for k in conn.keys("*")] + kept).lower()
     assert worker_ctx.ledger.get(SHOP, "SH-1001").award is not None                  # no double award later
 
 
@@ -506,8 +507,9 @@ def test_shop_redact_deletes_every_kept_payload_of_the_store(client: FlaskClient
     deliver(client, "shopify", "shop_redact", "shop/redact")
     run_jobs(worker_ctx)
     conn = worker_ctx.connection
-    left = sorted(k.decode() for k in conn.keys("rq:job:*"))
-    assert left == ["rq:job:redact-coffee-shopify-shop"]
+    assert conn.keys("rq:job:*") == []                                 # RQ keeps no finished job
+    left = sorted(k.decode() for k in conn.keys("lb:payload:*"))
+    assert left == ["lb:payload:redact-coffee-shopify-shop"]               # the request's own, emptied
 
 
 def test_a_cancellation_seen_before_the_payment_means_no_award(client: FlaskClient, worker_ctx: WorkerContext,

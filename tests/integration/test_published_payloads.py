@@ -165,4 +165,5 @@ def test_an_exception_a_mapper_raises_fails_the_job_at_once_with_the_reason(
     job = Job.fetch("paid-coffee-shopify-5619882082369", connection=ctx.connection)
     assert job.get_status() == JobStatus.FAILED and not job.number_of_retries
     assert job.meta["failure_reason"] == "cannot read the order: (payload): ZeroDivisionError: decimal division by zero"
-    assert job.args[1] == fixture_bytes("shopify", "orders_paid").decode()        # kept for a replay
+    kept = ctx.events.payloads.get(job.id)
+    assert kept is not None and kept.payload == fixture_bytes("shopify", "orders_paid").decode()  # for a replay

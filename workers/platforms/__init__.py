@@ -31,6 +31,9 @@ class Adapter(Protocol):
     TOPIC_HEADER: str
     # Names one delivery (logged and kept with the job), or "" when the platform has none.
     DELIVERY_HEADER: str
+    # Whether some of its events name the order only by the platform's id (a Shopify refund): then
+    # the bridge keeps an index from order id to reference for as long as the ledger.
+    NAMES_ORDERS_BY_ID: bool
 
     def is_ping(self, body: bytes) -> bool: ...
 

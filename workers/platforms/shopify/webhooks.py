@@ -42,6 +42,8 @@ SIGNATURE_HEADER = "X-Shopify-Hmac-Sha256"
 TOPIC_HEADER = "X-Shopify-Topic"
 # The same for every delivery of one event: names the delivery in logs and job metadata.
 DELIVERY_HEADER = "X-Shopify-Event-Id"
+# Refunds name only the order id: the worker finds the reference in the order index.
+NAMES_ORDERS_BY_ID = True
 
 ORDER_TOPICS: dict[str, EventKind] = {"orders/paid": "paid", "orders/cancelled": "cancel"}
 # The financial statuses of an order that was paid (refunded ones too: the award came first).

@@ -41,6 +41,8 @@ PLATFORM = "woocommerce"
 SIGNATURE_HEADER = "X-WC-Webhook-Signature"
 TOPIC_HEADER = "X-WC-Webhook-Topic"
 DELIVERY_HEADER = "X-WC-Webhook-Delivery-ID"
+# Every event carries the order's number: no index from order id to reference is needed.
+NAMES_ORDERS_BY_ID = False
 
 ORDER_TOPICS = {"order.created", "order.updated"}
 PAID_STATUSES = {"processing", "completed"}
