@@ -17,8 +17,10 @@ WooCommerce and Shopify samples, 2026-12-03):
 - ``lb:payload:<job id>``: the kept payload, ``payload_retention`` (30 days): about 1,000 to 1,900
   bytes per event (the payload's floor; see :mod:`workers.kept_payloads`);
 - ``lb:jobs:<store>:<order id>``: the order's journal, ``payload_retention``: a line per delivery
-  (queued or duplicate, when, topic, delivery id) and per job that ended (when, attempts, outcome,
-  points), appended; about 250 bytes per order;
+  (queued or duplicate, when, topic, delivery id) and per job that ended well (when, attempts,
+  outcome, points), each job named without the store and order the key already names; rewritten
+  whole on each line rather than APPENDed (Redis gives an appended string twice the room it
+  needs); about 200 bytes per order;
 - ``lb:open-jobs``: jobs not ended yet (for the sweep), a sorted set; empty when all is done;
 - ``lb:recent:<store>``: the latest :data:`RECENT_KEPT` outcomes (``bridge status``), a capped
   list: a fixed size per store, nothing per order;
@@ -47,7 +49,7 @@ from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job, JobStatus
 
 from config.settings import Settings
-from workers.events import Event
+from workers.events import Event, safe_id
 from workers.group_commit import GroupCommit
 from workers.job_template import JobTemplate
 from workers.kept_payloads import KeptEvent, KeptPayloads, encode
@@ -69,7 +71,7 @@ RECENT_KEPT = 1000   # outcomes per store for `bridge status` without a referenc
 # Fields of this process's job hash that are sent with each call rather than written into the
 # script: the crash-retry schedule is one per process (its jitter spreads processes apart).
 PER_PROCESS_FIELDS = ("retry_intervals",)
-_FIRST_PER_PROCESS_ARG = 12
+_FIRST_PER_PROCESS_ARG = 13
 
 
 def _lua_string(value: bytes) -> str:
@@ -85,51 +87,82 @@ def _submit_script(static_fields: dict[str, bytes], ttl: int, index_ttl: int) ->
     it takes in). One script per set of settings: every process of a deployment shares it.
 
     KEYS: kept payload, job hash, queue list, queues set, order's journal, ledger hash, order id →
-    reference, open jobs. ARGV: job id, arrival (tab, when, tab, topic, tab, delivery id, newline),
-    reference ('' when unknown), order id, now (epoch), created/enqueued stamp, data, description,
-    meta, kept payload, '1' when the order id → reference index is kept, then the
-    PER_PROCESS_FIELDS values.
+    reference, open jobs. ARGV: job id, the arrival's journal line before and after its outcome
+    (see :class:`Journal`), reference ('' when unknown), order id, now (epoch), created/enqueued
+    stamp, data, description, meta, kept payload, '1' when the order id → reference index is kept,
+    then the PER_PROCESS_FIELDS values.
     """
     shared = {name: value for name, value in static_fields.items() if name not in PER_PROCESS_FIELDS}
     job_fields = ", ".join(
-        ["'created_at', ARGV[6]", "'enqueued_at', ARGV[6]", "'data', ARGV[7]", "'description', ARGV[8]",
-         "'meta', ARGV[9]"]
+        ["'created_at', ARGV[7]", "'enqueued_at', ARGV[7]", "'data', ARGV[8]", "'description', ARGV[9]",
+         "'meta', ARGV[10]"]
         + [f"'{name}', ARGV[{_FIRST_PER_PROCESS_ARG + i}]" for i, name in enumerate(PER_PROCESS_FIELDS)]
         + [f"{_lua_string(name.encode())}, {_lua_string(value)}" for name, value in shared.items()])
     return f"""
 -- An event is known while its payload is kept (or, for jobs queued before payloads were kept
 -- apart, while its job exists).
 local fresh = redis.call('EXISTS', KEYS[1], KEYS[2]) == 0
-if fresh or redis.call('STRLEN', KEYS[5]) < {JOURNAL_FULL} then
-    redis.call('APPEND', KEYS[5], 'a\t' .. ARGV[1] .. (fresh and '\tq' or '\td') .. ARGV[2])
+local journal = redis.call('GET', KEYS[5]) or ''
+if fresh or #journal < {JOURNAL_FULL} then
+    redis.call('SET', KEYS[5], journal .. ARGV[2] .. (fresh and 'q' or 'd') .. ARGV[3], 'EX', {ttl})
+else
+    redis.call('EXPIRE', KEYS[5], {ttl})
 end
-redis.call('EXPIRE', KEYS[5], {ttl})
 -- A redelivery only notes its arrival; everything else was done by the first delivery.
 if not fresh then return 0 end
-redis.call('SET', KEYS[1], ARGV[10], 'EX', {ttl})
+redis.call('SET', KEYS[1], ARGV[11], 'EX', {ttl})
 redis.call('HSET', KEYS[2], {job_fields})
 redis.call('RPUSH', KEYS[3], ARGV[1])
 redis.call('SADD', KEYS[4], KEYS[3])
-redis.call('ZADD', KEYS[8], ARGV[5], ARGV[1])
-if ARGV[3] ~= '' then
-    redis.call('HSET', KEYS[6], '{ORDER_ID}', ARGV[4])
+redis.call('ZADD', KEYS[8], ARGV[6], ARGV[1])
+if ARGV[4] ~= '' then
+    redis.call('HSET', KEYS[6], '{ORDER_ID}', ARGV[5])
     redis.call('EXPIRE', KEYS[6], {index_ttl})
-    if ARGV[11] == '1' then redis.call('SET', KEYS[7], ARGV[3], 'EX', {index_ttl}) end
+    if ARGV[12] == '1' then redis.call('SET', KEYS[7], ARGV[4], 'EX', {index_ttl}) end
 end
 return 1
 """
 
 
-def _redelivery_script() -> str:
+def _redelivery_script(ttl: int) -> str:
     """A redelivery of a job this process has seen: note the arrival if the event is still kept (else
-    0, and the caller submits it in full). KEYS: kept payload, order's journal. ARGV: job id, arrival."""
+    0, and the caller submits it in full). KEYS: kept payload, order's journal. ARGV: the arrival's
+    line before and after its outcome."""
     return f"""
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-if redis.call('STRLEN', KEYS[2]) < {JOURNAL_FULL} then
-    redis.call('APPEND', KEYS[2], 'a\t' .. ARGV[1] .. '\td' .. ARGV[2])
+local journal = redis.call('GET', KEYS[2]) or ''
+if #journal < {JOURNAL_FULL} then
+    redis.call('SET', KEYS[2], journal .. ARGV[1] .. 'd' .. ARGV[2], 'EX', {ttl})
 end
 return 1
 """
+
+
+# Adds a line to a journal, keeping its TTL. KEYS: journal. ARGV: line, TTL.
+_JOURNAL_LINE = """
+local journal = redis.call('GET', KEYS[1]) or ''
+return redis.call('SET', KEYS[1], journal .. ARGV[1], 'EX', ARGV[2])
+"""
+
+
+def journal_name(job_id: str, store: str, order_id: str) -> str:
+    """A job's name in its order's journal: its id without the store and order the key names
+    (``paid``, ``refund-4301``), or ``=`` and the whole id when it is not of that shape."""
+    kind, _, rest = job_id.partition("-")
+    order = f"{store}-{safe_id(order_id)}"
+    if rest == order:
+        return kind
+    if rest.startswith(order + "-"):
+        return kind + rest[len(order):]
+    return "=" + job_id
+
+
+def job_id_of(name: str, store: str, order_id: str) -> str:
+    """The job id a journal name stands for (see :func:`journal_name`)."""
+    if name.startswith("="):
+        return name[1:]
+    kind, _, refund = name.partition("-")
+    return "-".join([kind, store, safe_id(order_id)] + ([refund] if refund else []))
 
 
 SEEN_KEPT = 50_000
@@ -145,9 +178,10 @@ class Arrival:
     topic: str
     delivery_id: str
 
-    def encode(self) -> str:
-        """The journal's form, after the job id and without the outcome (the script decides it)."""
-        return f"\t{self.at}\t{self.topic}\t{self.delivery_id}\n"
+    @staticmethod
+    def line(name: str, at: datetime, topic: str, delivery_id: str) -> tuple[str, str]:
+        """The journal line of an arrival, before and after its outcome (the script decides it)."""
+        return f"a\t{name}\t", f"\t{at.timestamp() * 1000:.0f}\t{topic}\t{delivery_id}\n"
 
     @classmethod
     def decode(cls, raw: bytes | str) -> Arrival:
@@ -167,8 +201,8 @@ class JobEnd:
     points: int | None = None
     transaction_id: int | None = None
 
-    def encode(self, job_id: str) -> str:
-        return (f"e\t{job_id}\t{self.at:.0f}\t{self.attempts}\t{self.outcome}\t"
+    def encode(self, name: str) -> str:
+        return (f"e\t{name}\t{self.at:.0f}\t{self.attempts}\t{self.outcome}\t"
                 f"{'' if self.points is None else self.points}\t{self.transaction_id or ''}\n")
 
     @classmethod
@@ -186,14 +220,16 @@ class Journal:
     ends: dict[str, JobEnd] = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, raw: bytes | None) -> Journal:
+    def parse(cls, raw: bytes | None, store: str, order_id: str) -> Journal:
         journal = cls()
         for line in (raw or b"").decode().splitlines():
-            kind, job_id, *rest = line.split("\t") + [""]
+            kind, name, *rest = line.split("\t") + [""]
+            job_id = job_id_of(name, store, order_id)
             if kind == "a":
                 outcome, at, topic, delivery_id = (rest + ["", "", "", ""])[:4]
+                when = datetime.fromtimestamp(int(at or 0) / 1000, UTC).isoformat(timespec="milliseconds")
                 journal.arrivals.setdefault(job_id, []).append(
-                    Arrival(_OUTCOMES.get(outcome, outcome), at, topic, delivery_id))
+                    Arrival(_OUTCOMES.get(outcome, outcome), when, topic, delivery_id))
             elif kind == "e":
                 journal.ends[job_id] = JobEnd.decode(rest)
                 journal.arrivals.setdefault(job_id, [])
@@ -251,7 +287,8 @@ class EventQueue:
         # With BRIDGE_REDIS_MIN_REPLICAS, a submit counts only once replicas hold it (one WAIT a batch).
         self._commit = GroupCommit(connection, Replication.of(settings))
         self._submit = self._commit.register(_submit_script(self.jobs.static, self.retention, self.index_retention))
-        self._redelivery = self._commit.register(_redelivery_script())
+        self._redelivery = self._commit.register(_redelivery_script(self.retention))
+        self._journal_line = connection.register_script(_JOURNAL_LINE)
         # Job ids this process queued or saw as duplicates: a redelivery of one skips building the
         # job (WooCommerce sends order.updated many times per order). A hint only: Redis decides.
         self._seen: set[str] = set()
@@ -309,11 +346,11 @@ class EventQueue:
         ``request_id`` (the intake's) follows the job into its log lines.
         """
         at = datetime.now(UTC)
-        arrival = Arrival("", at.isoformat(timespec="milliseconds"), event.topic, delivery_id).encode()
         job_id = event.job_id
+        head, tail = Arrival.line(journal_name(job_id, event.store, event.order_id), at, event.topic, delivery_id)
         kept_key = self.payloads.key(job_id)
         journal_key = self.order_jobs_key(event.store, event.order_id)
-        if job_id in self._seen and self._commit.call(self._redelivery, [kept_key, journal_key], [job_id, arrival]):
+        if job_id in self._seen and self._commit.call(self._redelivery, [kept_key, journal_key], [head, tail]):
             return False
         args, description, meta = self.job_parts(event, delivery_id, request_id)
         now = at.timestamp()
@@ -323,7 +360,7 @@ class EventQueue:
         adapter = ADAPTERS.get(event.platform)
         by_id = adapter.NAMES_ORDERS_BY_ID if adapter is not None else True
         queued = bool(self._commit.call(self._submit, keys, [
-            job_id, arrival, event.reference or "", event.order_id, now, self.jobs.stamp(at),
+            job_id, head, tail, event.reference or "", event.order_id, now, self.jobs.stamp(at),
             self.jobs.data(args), description, self.jobs.meta(meta),
             encode(event, payload, delivery_id, request_id, now), "1" if by_id else "", *self._own_fields]))
         if len(self._seen) >= SEEN_KEPT:
@@ -363,7 +400,7 @@ class EventQueue:
             pipe.get(self.order_jobs_key(store, order_id))
             pipe.smembers(self.old_order_jobs_key(store, order_id))
             raw, old = pipe.execute()
-        journal = Journal.parse(raw)
+        journal = Journal.parse(raw, store, order_id)
         for member in sorted(old):
             job_id = member.decode()
             if job_id not in journal.arrivals:
@@ -401,8 +438,8 @@ class EventQueue:
         journal_key = self.order_jobs_key(event.store, event.order_id)
         own = pipe is None
         batch = self.connection.pipeline(transaction=False) if pipe is None else pipe
-        batch.append(journal_key, end.encode(job_id))
-        batch.expire(journal_key, self.retention)
+        self._journal_line(keys=[journal_key], args=[end.encode(journal_name(job_id, event.store, event.order_id)),
+                                                     self.retention], client=batch)
         batch.zrem(self.open_jobs_key, job_id)
         if event.kind != "redact":
             batch.lpush(self.recent_key(event.store), recent.encode())

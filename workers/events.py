@@ -51,9 +51,9 @@ class Event(BaseModel):
     @property
     def job_id(self) -> str:
         """The RQ job id: the same for every delivery of the same event of the same order."""
-        parts = [self.kind, self.store, _safe(self.order_id)]
+        parts = [self.kind, self.store, safe_id(self.order_id)]
         if self.refund_id is not None:
-            parts.append(_safe(self.refund_id))
+            parts.append(safe_id(self.refund_id))
         return "-".join(parts)
 
     @property
@@ -65,7 +65,7 @@ class Event(BaseModel):
         return f"{what} ({self.store})"
 
 
-def _safe(value: str) -> str:
+def safe_id(value: str) -> str:
     """Platform ids are digits; anything else is hashed so the job id stays valid and unique."""
     if _JOB_ID_SAFE.match(value):
         return value
