@@ -1,16 +1,20 @@
 """The ledger: what happened to each order, and the memory that makes every job idempotent.
 
-One Redis hash per (store, reference). Its fields, each a small JSON document:
+One Redis hash per (store, reference), ``lb:ledger:<store>:<reference>``, kept ``ledger_retention``
+(400 days) from its last change: about 200 bytes per order (``bench/memory.py``: an award, its
+card, the order id, a refund for a third of the orders). What it holds (the lasting entries in the
+compact form of :mod:`workers.ledger_format`, the transient ones as small JSON documents):
 
-- ``award``: the transaction that gave the points (id, points, base, order total, currency, when,
+- ``o``: the platform's order id (the intake writes it: reference → order id);
+- the award: the transaction that gave the points (id, points, base, order total, currency, when,
   Loyalty.lt user and card ids, so refunds need no customer email);
-- ``refund:<id>``: each refund or cancellation applied (points taken back, amount, share of the
-  order paid back, when);
+- each refund or cancellation applied (points taken back, amount, share of the order paid back,
+  when);
 - ``pending:<id>``: a refund (or the cancellation) that came before the award, with what the award
   needs to apply it: every path that records an award applies these;
 - ``due``: when the award of a store with an ``award_delay`` falls due (pending points); the
   refunds that come meanwhile wait in ``pending:<id>`` and the award is for what was kept;
-- ``skipped``: why the order earns nothing (a guest, a test order, a zero base);
+- why the order earns nothing (a guest, a test order, a zero base);
 - ``failed``: the last permanent failure, until a later success clears it;
 - ``dismissed``: a person gave up on the order's failed jobs (``bridge failed --dismiss``): who, why,
   when, which jobs and what they had failed with. Rare, and it takes the place of ``failed`` (about
@@ -26,23 +30,27 @@ them: the mark before its call leaves (not replicated: taken back, and the job r
 calling), the outcome before the job goes on (not replicated: the job retries and finds it). The
 retry that finds it goes on only once the replicas hold it too (:meth:`Ledger.confirm`).
 
-Entries keep no customer email or name. Awards are also indexed by time per store, for reconcile,
-and pending awards by due time, for metrics and ``bridge status``.
+Entries keep no customer email or name. Awards are also indexed by day per store, for reconcile
+(``lb:awards:<store>:<yyyymmdd>``, the references awarded that day, one per line, kept as long as
+the ledger: about 10 bytes per order), and pending awards by due time, for metrics and ``bridge
+status`` (``lb:due:<store>``, a sorted set of the awards held back now).
 """
 
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from pydantic import BaseModel
 from redis import Redis
 from redis.lock import Lock
 
+from workers import ledger_format as stored
 from workers.orders import Refund
 from workers.replication import Command, NotReplicated, Replication
 
@@ -227,9 +235,10 @@ class Ledger:
         return f"{KEY_PREFIX}ledger:{store}:{reference}"
 
     @staticmethod
-    def awards_key(store: str) -> str:
-        """Sorted set of the store's awarded references, scored by award time (for reconcile)."""
-        return f"{KEY_PREFIX}awards:{store}"
+    def awards_key(store: str, day: str | None = None) -> str:
+        """The references the store awarded on ``day`` (``yyyymmdd``, UTC), one per line (for
+        reconcile); without a day, the sorted set earlier versions kept, read until it expires."""
+        return f"{KEY_PREFIX}awards:{store}:{day}" if day else f"{KEY_PREFIX}awards:{store}"
 
     @staticmethod
     def due_key(store: str) -> str:
@@ -243,19 +252,27 @@ class Ledger:
     def get(self, store: str, reference: str) -> LedgerRecord:
         """The record of an order (empty when nothing happened to it yet)."""
         raw: dict[bytes, bytes] = self.connection.hgetall(self.key(store, reference))  # type: ignore[assignment]
-        record = LedgerRecord(store=store, reference=reference)
+        fields = stored.joined({name.decode(): value for name, value in raw.items()})
+        record = LedgerRecord(store=store, reference=reference, order_id=fields.get(ORDER_ID))
         refunds: dict[str, AppliedRefund] = {}
         pending: dict[str, PendingRefund] = {}
         inflight: dict[str, InFlight] = {}
-        for name_b, value in raw.items():
-            name = name_b.decode()
-            if name == ORDER_ID:
-                record.order_id = value.decode()
+        for name, value in fields.items():
+            if name in (ORDER_ID, stored.CARD):
                 continue
-            doc = json.loads(value)
-            if name == AWARD:
+            if name == stored.AWARD:
+                record.award = Award.model_validate(stored.read_award(value, fields.get(stored.CARD), record.order_id))
+                continue
+            if name == stored.SKIPPED:
+                record.skipped = Note.model_validate(stored.read_note(value))
+                continue
+            if name.startswith(stored.REFUND_PREFIX):
+                refunds[name.removeprefix(stored.REFUND_PREFIX)] = AppliedRefund.model_validate(stored.read_refund(value))
+                continue
+            doc = json.loads(value)   # the transient entries, and lasting ones written by earlier versions
+            if name == AWARD and record.award is None:
                 record.award = Award.model_validate(doc)
-            elif name == SKIPPED:
+            elif name == SKIPPED and record.skipped is None:
                 record.skipped = Note.model_validate(doc)
             elif name == DUE:
                 record.due = DueAward.model_validate(doc)
@@ -264,7 +281,7 @@ class Ledger:
             elif name == DISMISSED:
                 record.dismissed = Dismissal.model_validate(doc)
             elif name.startswith(REFUND_PREFIX):
-                refunds[name.removeprefix(REFUND_PREFIX)] = AppliedRefund.model_validate(doc)
+                refunds.setdefault(name.removeprefix(REFUND_PREFIX), AppliedRefund.model_validate(doc))
             elif name.startswith(PENDING_PREFIX):
                 pending[name.removeprefix(PENDING_PREFIX)] = PendingRefund.model_validate(doc)
             elif name.startswith(INFLIGHT_PREFIX):
@@ -275,11 +292,30 @@ class Ledger:
     def _write(self, store: str, reference: str, set_fields: dict[str, BaseModel],
                delete: tuple[str, ...] = (), replicated: bool = False,
                also: Sequence[Command] = ()) -> None:
-        """Write fields of an order's hash (and ``also`` these commands) in one transaction; with
-        ``replicated``, raise :class:`NotReplicated` unless the required replicas confirm it."""
+        """Set and delete entries (named as the ledger names them: ``award``, ``refund:<id>``,
+        ``skipped``, ...), the lasting ones in their compact form, which replaces what an earlier
+        version wrote for them, and ``also`` these commands, in one transaction; with ``replicated``,
+        raise :class:`NotReplicated` unless the required replicas confirm it."""
         key = self.key(store, reference)
-        commands: list[Command] = [("HDEL", key, *delete)] if delete else []
-        commands += [("HSET", key, *(x for k, v in set_fields.items() for x in (k, v.model_dump_json()))),
+        mapping: dict[str, str | bytes] = {}
+        gone = [name for entry in delete for name in _stored_names(entry)]
+        for entry, model in set_fields.items():
+            gone += _stored_names(entry)   # the earlier version's name, and continuations of a longer value
+            if entry == AWARD:
+                award = model.model_dump(mode="json")
+                mapping[ORDER_ID] = award["order_id"]
+                for name, value in stored.award(award).items():
+                    mapping.update(stored.split(name, value))
+            elif entry == SKIPPED:
+                mapping.update(stored.split(stored.SKIPPED, stored.note(model.model_dump(mode="json"))))
+            elif entry.startswith(REFUND_PREFIX):
+                name = stored.REFUND_PREFIX + entry.removeprefix(REFUND_PREFIX)
+                mapping.update(stored.split(name, stored.refund(model.model_dump(mode="json"))))
+            else:
+                mapping[entry] = model.model_dump_json()
+        gone = [name for name in gone if name not in mapping]
+        commands: list[Command] = [("HDEL", key, *gone)] if gone else []
+        commands += [("HSET", key, *(x for k, v in mapping.items() for x in (k, v))),
                      ("EXPIRE", key, self.retention), *also]
         if replicated and self.replication.required:
             self.replication.transaction(self.connection, commands)
@@ -330,9 +366,10 @@ class Ledger:
         """
         absorbed = absorbed or {}
         fields: dict[str, BaseModel] = {AWARD: award, **{REFUND_PREFIX + rid: a for rid, a in absorbed.items()}}
-        at = datetime.fromisoformat(award.at).timestamp()
-        index: list[Command] = [("ZADD", self.awards_key(store), at, reference),
-                                ("ZREMRANGEBYSCORE", self.awards_key(store), 0, at - self.retention),
+        day = self.awards_key(store, datetime.fromisoformat(award.at).astimezone(UTC).strftime("%Y%m%d"))
+        index: list[Command] = [("APPEND", day, reference + "\n"), ("EXPIRE", day, self.retention + 86400),
+                                # an earlier version's index: goes in time
+                                ("EXPIRE", self.awards_key(store), self.retention),
                                 ("ZREM", self.due_key(store), reference)]
         self._write(store, reference, fields, delete=(INFLIGHT_PREFIX + AWARD, DUE, SKIPPED, FAILED,
                                                       *(PENDING_PREFIX + rid for rid in absorbed)),
@@ -383,13 +420,27 @@ class Ledger:
 
     def forget_award(self, store: str, reference: str, reason: str) -> None:
         """Drop an award Loyalty.lt does not have (reconcile), so the paid job can award it again."""
+        # Its line in the day's index stays: readers of the index check the record.
         self._write(store, reference, {FAILED: Note(reason=reason, event="paid", at=utcnow())}, delete=(AWARD,))
         self.connection.zrem(self.awards_key(store), reference)
 
     def awarded_between(self, store: str, start: float, end: float) -> list[str]:
-        """References awarded in [start, end] (Unix times), oldest first."""
-        raw: list[bytes] = self.connection.zrangebyscore(self.awards_key(store), start, end)  # type: ignore[assignment]
-        return [r.decode() for r in raw]
+        """References awarded on the days (UTC) from ``start`` to ``end`` (Unix times) within the
+        ledger's retention, oldest day first; a reference whose award was later forgotten may be
+        among them (check its record)."""
+        first = max(start, time.time() - self.retention - 86400)
+        days = []
+        day = datetime.fromtimestamp(first, UTC).date()
+        while day <= datetime.fromtimestamp(end, UTC).date():
+            days.append(self.awards_key(store, day.strftime("%Y%m%d")))
+            day += timedelta(days=1)
+        with self.connection.pipeline(transaction=False) as pipe:
+            for key in days:
+                pipe.get(key)
+            pipe.zrangebyscore(self.awards_key(store), start, end)   # an earlier version's index
+            *texts, old = pipe.execute()
+        found = [r.decode() for r in old] + [line for text in texts if text for line in text.decode().splitlines()]
+        return list(dict.fromkeys(found))
 
     @contextmanager
     def order_lock(self, store: str, reference: str, wait: float = 2.0) -> Iterator[bool]:
@@ -405,3 +456,17 @@ class Ledger:
         finally:
             if acquired:
                 lock.release()
+
+
+def _stored_names(entry: str) -> list[str]:
+    """The hash fields an entry may be stored in: its compact form (with continuations) and the
+    name earlier versions wrote it under."""
+    if entry == AWARD:
+        compact = [stored.AWARD, stored.CARD]
+    elif entry == SKIPPED:
+        compact = [stored.SKIPPED]
+    elif entry.startswith(REFUND_PREFIX):
+        compact = [stored.REFUND_PREFIX + entry.removeprefix(REFUND_PREFIX)]
+    else:
+        return [entry]
+    return [entry] + [name for field in compact for name in [field, *stored.continuations(field)]]
