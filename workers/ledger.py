@@ -65,13 +65,21 @@ REFUND_PREFIX = "refund:"
 PENDING_PREFIX = "pending:"
 INFLIGHT_PREFIX = "inflight:"
 ORDER_ID = "o"  # the platform's order id (the intake writes it: reference → order id)
-# Deletes an in-flight mark only if it still carries the token of the attempt that set it.
-# KEYS: the order's hash. ARGV: field, token.
-_CLEAR_OWN_MARK = """
+# Deletes an in-flight mark (its value in chunks, see workers.ledger_format) only if it still
+# carries the token of the attempt that set it. KEYS: the order's hash. ARGV: field, token.
+_CLEAR_OWN_MARK = f"""
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then return 0 end
+local fields = {{ARGV[1]}}
+for n = 1, {stored.MAX_CHUNKS - 1} do
+    local name = ARGV[1] .. '{stored.MORE}' .. n
+    fields[#fields + 1] = name
+    local more = redis.call('HGET', KEYS[1], name)
+    if more then raw = raw .. more end
+end
 if cjson.decode(raw)['token'] ~= ARGV[2] then return 0 end
-return redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[1], unpack(fields))
+return 1
 """
 
 
@@ -312,7 +320,7 @@ class Ledger:
                 name = stored.REFUND_PREFIX + entry.removeprefix(REFUND_PREFIX)
                 mapping.update(stored.split(name, stored.refund(model.model_dump(mode="json"))))
             else:
-                mapping[entry] = model.model_dump_json()
+                mapping.update(stored.split(entry, model.model_dump_json()))
         gone = [name for name in gone if name not in mapping]
         commands: list[Command] = [("HDEL", key, *gone)] if gone else []
         commands += [("HSET", key, *(x for k, v in mapping.items() for x in (k, v))),
@@ -355,7 +363,7 @@ class Ledger:
 
     def forget_in_flight(self, store: str, reference: str, op: str) -> None:
         """Drop a mark whatever its token: a person checked that its call did not land (`bridge resolve`)."""
-        self.connection.hdel(self.key(store, reference), INFLIGHT_PREFIX + op)
+        self.connection.hdel(self.key(store, reference), *_stored_names(INFLIGHT_PREFIX + op))
 
     def record_award(self, store: str, reference: str, award: Award,
                      absorbed: dict[str, AppliedRefund] | None = None) -> None:
@@ -468,5 +476,5 @@ def _stored_names(entry: str) -> list[str]:
     elif entry.startswith(REFUND_PREFIX):
         compact = [stored.REFUND_PREFIX + entry.removeprefix(REFUND_PREFIX)]
     else:
-        return [entry]
+        return [entry, *stored.continuations(entry)]
     return [entry] + [name for field in compact for name in [field, *stored.continuations(field)]]

@@ -16,12 +16,14 @@ stored as values separated by ``|``, in fields of one or two letters:
 The platform's order id is the hash's ``o`` field (the intake writes it). Empty means None; the
 last value of each is free text and may hold ``|``. A value longer than 64 bytes (a long reason)
 continues in fields ``<name>+1``, ``<name>+2``, …, so the hash stays a listpack whatever it says.
+The transient entries are JSON documents cut the same way: Redis never turns a hash back into a
+listpack once one long value made it a hash table, even after that value is gone.
 An award with its card, the order id and one refund: about 200 bytes per order (``bench/memory.py``).
 
-Entries written before (JSON under ``award``, ``refund:<id>``, ``skipped``) are read as they are
-(:func:`read_legacy`): a ledger kept for 400 days stays readable, and each entry is rewritten in
-this form the next time it changes. Transient entries (pending refunds, due times, failures,
-in-flight marks) stay JSON documents: they go when the order is settled.
+Entries written before (JSON under ``award``, ``refund:<id>``, ``skipped``) are read as they are:
+a ledger kept for 400 days stays readable, and each entry is rewritten in this form the next time
+it changes. Transient entries (pending refunds, due times, failures, in-flight marks) stay JSON
+documents, in chunks: they go when the order is settled.
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ REFUND_PREFIX = "r:"
 SKIPPED = "s"
 CHUNK = 64
 MORE = "+"
-# Continuations deleted with a field (a value of more than this many chunks keeps its tail whole).
-MAX_CHUNKS = 8
+# Chunks a value may take (2 KiB: an in-flight mark with its award is about 400 bytes); a longer
+# value keeps its tail whole in the last one.
+MAX_CHUNKS = 32
 # The usual sources, as one letter (anything else is kept as written).
 _SOURCES = {"created": "", "already existed": "x", "recovered": "l", "resolved by a person": "p"}
 _SOURCE_NAMES = {letter: name for name, letter in _SOURCES.items()}

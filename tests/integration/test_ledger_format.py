@@ -20,13 +20,21 @@ REFUND_ENTRY = AppliedRefund(points=48, amount=Decimal("4.84"), at="2026-12-02T0
 
 def test_what_is_written_reads_back_the_same_in_a_listpack(redis_conn: Redis) -> None:
     ledger = Ledger(redis_conn, retention=400 * 86400)
+    # An in-flight mark (about 400 bytes of JSON) is cut into chunks too: one long value would make
+    # the hash a hash table for good.
+    token = ledger.mark_in_flight("coffee-woo", "WC-4210", AWARD, "paid-coffee-woo-4210", award=AWARD_ENTRY)
+    assert ledger.get("coffee-woo", "WC-4210").inflight[AWARD].award == AWARD_ENTRY
+    assert not ledger.clear_in_flight("coffee-woo", "WC-4210", AWARD, "another attempt's token")
+    assert ledger.clear_in_flight("coffee-woo", "WC-4210", AWARD, token)
+    assert ledger.get("coffee-woo", "WC-4210").inflight == {}
+    ledger.mark_in_flight("coffee-woo", "WC-4210", AWARD, "paid-coffee-woo-4210", award=AWARD_ENTRY)
     ledger.record_award("coffee-woo", "WC-4210", AWARD_ENTRY)
     ledger.record_refund("coffee-woo", "WC-4210", "4301", REFUND_ENTRY)
     odd = REFUND_ENTRY.model_copy(update={"points": 0, "kind": "cancel", "share": None,
                                           "source": "the order earned nothing (a reason | with a bar, " + "x" * 120})
     ledger.record_refund("coffee-woo", "WC-4210", "cancel", odd)
     record = ledger.get("coffee-woo", "WC-4210")
-    assert record.award == AWARD_ENTRY
+    assert record.award == AWARD_ENTRY and record.inflight == {}
     assert record.refunds == {"4301": REFUND_ENTRY, "cancel": odd}
     assert record.order_id == "4210"
     key = Ledger.key("coffee-woo", "WC-4210")
