@@ -266,10 +266,10 @@ class Ledger:
         pending: dict[str, PendingRefund] = {}
         inflight: dict[str, InFlight] = {}
         for name, value in fields.items():
-            if name in (ORDER_ID, stored.CARD):
+            if name == ORDER_ID:
                 continue
             if name == stored.AWARD:
-                record.award = Award.model_validate(stored.read_award(value, fields.get(stored.CARD), record.order_id))
+                record.award = Award.model_validate(stored.read_award(value, record.order_id))
                 continue
             if name == stored.SKIPPED:
                 record.skipped = Note.model_validate(stored.read_note(value))
@@ -312,8 +312,7 @@ class Ledger:
             if entry == AWARD:
                 award = model.model_dump(mode="json")
                 mapping[ORDER_ID] = award["order_id"]
-                for name, value in stored.award(award).items():
-                    mapping.update(stored.split(name, value))
+                mapping.update(stored.split(stored.AWARD, stored.award(award)))
             elif entry == SKIPPED:
                 mapping.update(stored.split(stored.SKIPPED, stored.note(model.model_dump(mode="json"))))
             elif entry.startswith(REFUND_PREFIX):
@@ -470,7 +469,7 @@ def _stored_names(entry: str) -> list[str]:
     """The hash fields an entry may be stored in: its compact form (with continuations) and the
     name earlier versions wrote it under."""
     if entry == AWARD:
-        compact = [stored.AWARD, stored.CARD]
+        compact = [stored.AWARD]
     elif entry == SKIPPED:
         compact = [stored.SKIPPED]
     elif entry.startswith(REFUND_PREFIX):

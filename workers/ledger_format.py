@@ -7,10 +7,10 @@ bytes), so each order's hash cost about 615 bytes for 400 days. What lives that 
 stored as values separated by ``|``, in fields of one or two letters:
 
 - ``a``: the award: transaction id, points, when (Unix seconds), base, order total, currency,
-  presentment total and currency, taxes included (1/0), then how the bridge learned of it;
-- ``c``: the award's card: Loyalty.lt user id, card id, card number;
+  presentment total and currency, taxes included (1/0), Loyalty.lt user id, card id and card
+  number, then how the bridge learned of it;
 - ``r:<refund id>``: a refund or the cancellation applied: points, amount, when, transaction id,
-  kind, currency, share, then its source;
+  kind, currency, share (as a fraction when that is exact: ``8/33``), then its source;
 - ``s``: why the order earns nothing: when, event, job id, then the reason.
 
 The platform's order id is the hash's ``o`` field (the intake writes it). Empty means None; the
@@ -18,7 +18,7 @@ last value of each is free text and may hold ``|``. A value longer than 64 bytes
 continues in fields ``<name>+1``, ``<name>+2``, …, so the hash stays a listpack whatever it says.
 The transient entries are JSON documents cut the same way: Redis never turns a hash back into a
 listpack once one long value made it a hash table, even after that value is gone.
-An award with its card, the order id and one refund: about 200 bytes per order (``bench/memory.py``).
+An award, the order id and one refund: about 200 bytes per order (``bench/memory.py``).
 
 Entries written before (JSON under ``award``, ``refund:<id>``, ``skipped``) are read as they are:
 a ledger kept for 400 days stays readable, and each entry is rewritten in this form the next time
@@ -31,10 +31,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 AWARD = "a"
-CARD = "c"
 REFUND_PREFIX = "r:"
 SKIPPED = "s"
 CHUNK = 64
@@ -99,21 +99,19 @@ def _opt(convert: Callable[[str], Any], text: str) -> Any:
     return convert(text) if text else None
 
 
-def award(doc: dict[str, Any]) -> dict[str, str]:
-    """An award (``Award.model_dump()``) as fields ``a`` and ``c`` (its order id goes to ``o``)."""
+def award(doc: dict[str, Any]) -> str:
+    """An award (``Award.model_dump()``) as the value of ``a`` (its order id goes to ``o``)."""
     source = doc.get("source") or "created"
-    return {
-        AWARD: _put(doc["transaction_id"], doc["points"], _epoch(doc["at"]), doc["base"], doc["order_total"],
-                    doc["currency"], doc.get("presentment_total"), doc.get("presentment_currency"),
-                    bool(doc.get("taxes_included", True)), _SOURCES.get(source, source)),
-        CARD: _put(doc.get("user_id"), doc.get("loyalty_card_id"), doc.get("card_number")),
-    }
+    return _put(doc["transaction_id"], doc["points"], _epoch(doc["at"]), doc["base"], doc["order_total"],
+                doc["currency"], doc.get("presentment_total"), doc.get("presentment_currency"),
+                bool(doc.get("taxes_included", True)), doc.get("user_id"), doc.get("loyalty_card_id"),
+                doc.get("card_number"), _SOURCES.get(source, source))
 
 
-def read_award(value: str, card: str | None, order_id: str | None) -> dict[str, Any]:
-    """The award's fields (for ``Award.model_validate``) from ``a``, ``c`` and ``o``."""
-    tx, points, at, base, total, currency, p_total, p_currency, taxes, source = _parts(value, 10)
-    user, card_id, number = _parts(card or "", 3)
+def read_award(value: str, order_id: str | None) -> dict[str, Any]:
+    """The award's fields (for ``Award.model_validate``) from ``a`` and ``o``."""
+    tx, points, at, base, total, currency, p_total, p_currency, taxes, user, card_id, number, source = \
+        _parts(value, 13)
     return {"transaction_id": _opt(int, tx), "points": int(points), "at": _iso(at), "base": Decimal(base),
             "order_total": Decimal(total), "currency": currency, "order_id": order_id or "",
             "presentment_total": _opt(Decimal, p_total), "presentment_currency": p_currency or None,
@@ -126,13 +124,30 @@ def refund(doc: dict[str, Any]) -> str:
     source = doc.get("source") or "created"
     kind = doc.get("kind") or "refund"
     return _put(doc["points"], doc["amount"], _epoch(doc["at"]), doc.get("transaction_id"), _KINDS.get(kind, kind),
-                doc.get("currency"), doc.get("share"), _SOURCES.get(source, source))
+                doc.get("currency"), _share(doc.get("share")), _SOURCES.get(source, source))
+
+
+def _share(value: Decimal | str | None) -> str | None:
+    """A share as the fraction it was computed from when that gives back exactly the same Decimal
+    (shares are ``Decimal(numerator) / Decimal(denominator)``, 28 digits), else as it is."""
+    if value is None:
+        return None
+    share = Decimal(value)
+    fraction = Fraction(share).limit_denominator(10**9)
+    if Decimal(fraction.numerator) / Decimal(fraction.denominator) == share and fraction.denominator != 1:
+        return f"{fraction.numerator}/{fraction.denominator}"
+    return str(share)
+
+
+def _read_share(text: str) -> Decimal:
+    numerator, slash, denominator = text.partition("/")
+    return Decimal(numerator) / Decimal(denominator) if slash else Decimal(text)
 
 
 def read_refund(value: str) -> dict[str, Any]:
     points, amount, at, tx, kind, currency, share, source = _parts(value, 8)
     return {"points": int(points), "amount": Decimal(amount), "at": _iso(at), "transaction_id": _opt(int, tx),
-            "kind": _KIND_NAMES.get(kind, kind), "currency": currency or None, "share": _opt(Decimal, share),
+            "kind": _KIND_NAMES.get(kind, kind), "currency": currency or None, "share": _opt(_read_share, share),
             "source": _SOURCE_NAMES.get(source, source)}
 
 
