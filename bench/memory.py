@@ -37,6 +37,11 @@ FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
 PAYLOAD_PART = 31 * 86400   # a key with a TTL up to this expires with the kept payloads
 # Families without a TTL of their own whose members live as long as the ledger.
 LEDGER_FAMILIES = {"lb:awards:*"}
+# Families of a size that does not grow with the orders: capped lists, the rate limiter's windows,
+# RQ's bookkeeping of workers and queues. Reported in bytes, not per order.
+BOUNDED = {"lb:recent:*", "lb:ratelimit:*", "lb:open-jobs", "rq:worker:*", "rq:workers", "rq:workers:*",
+           "rq:scheduler:*", "rq:scheduler-lock:*", "rq:queues", "rq:queue:*", "rq:clean_groups"}
+STORES = ("woo", "shop")
 GOALS = {"payload": 2500, "ledger": 250}
 
 
@@ -110,9 +115,20 @@ def family(key: str) -> str:
     return re.sub(r"[0-9a-f]{16,}", "*", key)
 
 
+def store_of(key: str) -> str | None:
+    """The bench store a key belongs to (``lb:<family>:<store>:...`` or a job id ``<kind>-<store>-...``)."""
+    parts = key.split(":")
+    for part in parts[2:3] + parts[2].split("-")[1:2] if len(parts) > 2 else []:
+        if part in STORES:
+            return part
+    return None
+
+
 def measure(connection: Redis, orders: int) -> dict[str, Any]:
-    """Every key's ``MEMORY USAGE`` and TTL, summed by family and by part, per order."""
-    families: dict[str, dict[str, Any]] = defaultdict(lambda: {"keys": 0, "bytes": 0, "max_ttl": -1})
+    """Every key's ``MEMORY USAGE`` and TTL, summed by family and by part, per order (and per order
+    of each store: half the orders are WooCommerce, half Shopify)."""
+    families: dict[str, dict[str, Any]] = defaultdict(
+        lambda: {"keys": 0, "bytes": 0, "max_ttl": -1, "by_store": defaultdict(int)})
     for key in connection.scan_iter(count=1000):
         name = key.decode()
         size = connection.memory_usage(key, samples=0) or 0
@@ -121,18 +137,30 @@ def measure(connection: Redis, orders: int) -> dict[str, Any]:
         entry["keys"] += 1
         entry["bytes"] += size
         entry["max_ttl"] = max(entry["max_ttl"], ttl)
+        entry["by_store"][store_of(name)] += size
     rows = []
     totals = {"payload": 0.0, "ledger": 0.0}
+    by_store = {store: {"payload": 0.0, "ledger": 0.0} for store in STORES}
+    bounded = 0
     for name, entry in sorted(families.items(), key=lambda item: -item[1]["bytes"]):
         part = "ledger" if entry["max_ttl"] > PAYLOAD_PART or name in LEDGER_FAMILIES else "payload"
+        if name in BOUNDED:
+            part = "bounded"
+            bounded += entry["bytes"]
         per_order = entry["bytes"] / orders
-        totals[part] += per_order
+        if part != "bounded":
+            totals[part] += per_order
+            for store in STORES:
+                by_store[store][part] += entry["by_store"].get(store, 0) / (orders / len(STORES))
         rows.append({"family": name, "keys": entry["keys"], "bytes": entry["bytes"],
                      "bytes_per_order": round(per_order, 1), "part": part,
+                     "per_store_order": {store: round(entry["by_store"].get(store, 0) / (orders / len(STORES)))
+                                         for store in STORES},
                      "ttl_days": round(entry["max_ttl"] / 86400, 1) if entry["max_ttl"] > 0 else None})
     info: dict[str, Any] = connection.info("memory")  # type: ignore[assignment]
     return {"families": rows, "bytes_per_order": {part: round(value) for part, value in totals.items()},
-            "goals": GOALS, "met": {part: totals[part] <= GOALS[part] for part in GOALS},
+            "by_store": {store: {part: round(v) for part, v in parts.items()} for store, parts in by_store.items()},
+            "bounded_bytes": bounded, "goals": GOALS, "met": {part: totals[part] <= GOALS[part] for part in GOALS},
             "used_memory": info["used_memory"]}
 
 
@@ -162,9 +190,14 @@ def run(orders: int = 600, seed: int = 20) -> dict[str, Any]:
 def _print(report: dict[str, Any]) -> None:
     print(f"{report['orders']} orders ({report['events']}), {report['deliveries']} deliveries "
           f"{report['answers']}, {report['failed_jobs']} failed jobs; payloads {report['payload_bytes_mean']} B mean")
-    print(f"{'family':<24} {'keys':>6} {'B/order':>9}  part (TTL days)")
+    print(f"{'family':<24} {'keys':>6} {'B/order':>9} {'woo':>7} {'shop':>7}  part (TTL days)")
     for row in report["families"]:
-        print(f"{row['family']:<24} {row['keys']:>6} {row['bytes_per_order']:>9,.0f}  {row['part']} ({row['ttl_days']})")
+        if row["part"] == "bounded":
+            continue
+        print(f"{row['family']:<24} {row['keys']:>6} {row['bytes_per_order']:>9,.0f} {row['per_store_order']['woo']:>7,}"
+              f" {row['per_store_order']['shop']:>7,}  {row['part']} ({row['ttl_days']})")
+    print(f"not per order (capped lists, rate limiter, RQ's bookkeeping): {report['bounded_bytes']:,} B in all")
+    print(f"per WooCommerce order: {report['by_store']['woo']}, per Shopify order: {report['by_store']['shop']}")
     for part, label in (("payload", "kept with the payload (<= 31 days)"), ("ledger", "kept for the ledger's lifetime")):
         value = report["bytes_per_order"][part]
         print(f"{label}: {value:,} B/order (goal <= {GOALS[part]:,}: {'met' if report['met'][part] else 'NOT met'})")

@@ -34,6 +34,7 @@ from workers.context import WorkerContext
 from workers.event_queue import JobEnd
 from workers.events import Event
 from workers.job_errors import JobFailed, Wait
+from workers.kept_payloads import KeptEvent
 from workers.loyalty import PermanentError, RateLimited, RetryableError
 from workers.metrics import observe_job
 from workers.ops import fresh_start
@@ -70,9 +71,10 @@ def process_event(event: dict[str, Any], payload: str | None = None) -> dict[str
     fields: dict[str, Any] = {"job_id": job.id if job else ev.job_id, "store": ev.store, "event": ev.kind,
                               "order_id": ev.order_id, "reference": ev.reference, "refund_id": ev.refund_id,
                               "request_id": job.meta.get("request_id") if job else None}
+    kept = None
     try:
         if payload is None:
-            payload = _kept_payload(ctx, ev, job)
+            payload = (kept := _kept(ctx, ev, job)).payload
         data = _parse(payload)
         fed = _fed_version(ctx, ev, data)
         outcome = _process(ctx, ev, data, job)
@@ -103,15 +105,20 @@ def process_event(event: dict[str, Any], payload: str | None = None) -> dict[str
     end = JobEnd(at=time.time(), attempts=ctx.retry_policy.attempts(job) if job else 1, outcome=outcome.outcome,
                  points=outcome.points, transaction_id=outcome.transaction_id)
     _mark(ctx, fields["job_id"], ev, fed, ended=(end, outcome.reference or ev.reference, outcome.reason))
+    if kept is not None and ev.kind in ("refund", "cancel"):
+        try:
+            ctx.events.payloads.shrink(kept)   # the shop sent the order again: keep what differs
+        except RedisError as exc:   # the job is done; its payload merely stays as it came
+            log(logger, "payload not shrunk", logging.WARNING, job_id=fields["job_id"], error=str(exc))
     return outcome.model_dump()
 
 
-def _kept_payload(ctx: WorkerContext, ev: Event, job: Job | None) -> str:
+def _kept(ctx: WorkerContext, ev: Event, job: Job | None) -> KeptEvent:
     kept = ctx.events.payloads.get(job.id if job else ev.job_id)
     if kept is None:
         raise JobFailed(f"the kept payload of this event is gone (kept {ctx.settings.payload_retention} s, "
                         "or deleted by a privacy request)")
-    return kept.payload
+    return kept
 
 
 def _fed_version(ctx: WorkerContext, ev: Event, data: Any) -> datetime | None:

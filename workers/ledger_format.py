@@ -6,7 +6,8 @@ several times the overhead per field. The ledger's entries were JSON documents (
 bytes), so each order's hash cost about 615 bytes for 400 days. What lives that long is now
 stored as values separated by ``|``, in fields of one or two letters:
 
-- ``a``: the award: transaction id, points, when (Unix seconds), base, order total, currency,
+- ``a``: the award: transaction id, points, when (Unix seconds), base (empty: the order total),
+  order total, currency,
   presentment total and currency, taxes included (1/0), Loyalty.lt user id, card id and card
   number, then how the bridge learned of it;
 - ``r:<refund id>``: a refund or the cancellation applied: points, amount, when, transaction id,
@@ -102,7 +103,8 @@ def _opt(convert: Callable[[str], Any], text: str) -> Any:
 def award(doc: dict[str, Any]) -> str:
     """An award (``Award.model_dump()``) as the value of ``a`` (its order id goes to ``o``)."""
     source = doc.get("source") or "created"
-    return _put(doc["transaction_id"], doc["points"], _epoch(doc["at"]), doc["base"], doc["order_total"],
+    base = None if Decimal(doc["base"]) == Decimal(doc["order_total"]) else doc["base"]
+    return _put(doc["transaction_id"], doc["points"], _epoch(doc["at"]), base, doc["order_total"],
                 doc["currency"], doc.get("presentment_total"), doc.get("presentment_currency"),
                 bool(doc.get("taxes_included", True)), doc.get("user_id"), doc.get("loyalty_card_id"),
                 doc.get("card_number"), _SOURCES.get(source, source))
@@ -112,7 +114,7 @@ def read_award(value: str, order_id: str | None) -> dict[str, Any]:
     """The award's fields (for ``Award.model_validate``) from ``a`` and ``o``."""
     tx, points, at, base, total, currency, p_total, p_currency, taxes, user, card_id, number, source = \
         _parts(value, 13)
-    return {"transaction_id": _opt(int, tx), "points": int(points), "at": _iso(at), "base": Decimal(base),
+    return {"transaction_id": _opt(int, tx), "points": int(points), "at": _iso(at), "base": Decimal(base or total),
             "order_total": Decimal(total), "currency": currency, "order_id": order_id or "",
             "presentment_total": _opt(Decimal, p_total), "presentment_currency": p_currency or None,
             "taxes_included": taxes != "0", "source": _SOURCE_NAMES.get(source, source),
