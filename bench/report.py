@@ -85,6 +85,11 @@ def table(folder: Path) -> str:
         rows.append(f"| 6 | memory after {r['after_orders']} orders | web master {r['web_master_kib'] / 1024:.0f} MiB, "
                     f"web workers {workers} MiB, worker {r['worker_kib'] / 1024:.0f} MiB | – | – | – "
                     f"| `python -m bench.pipeline memory` |")
+    if (r := _load(folder, "redis-memory")) is not None:
+        kept, lasting = r["bytes_per_order"]["payload"], r["bytes_per_order"]["ledger"]
+        rows.append(f"| 9 | Redis bytes per order, {r['orders']} orders (WooCommerce and Shopify) | "
+                    f"{kept:,} B kept with the payload (≤ 31 days), {lasting:,} B for the ledger's lifetime | – | – "
+                    f"| ≤ 2,500 and ≤ 250 B | `python -m bench.memory --orders {r['orders']}` |")
     return "\n".join(rows)
 
 
