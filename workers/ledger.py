@@ -418,7 +418,8 @@ class Ledger:
     def record_dismissal(self, store: str, reference: str, dismissal: Dismissal) -> None:
         """A person gave up on the order's failed jobs: the dismissal replaces the failure note.
 
-        One field, ``dismissed``: ``{"by", "reason", "at", "jobs", "failed"}`` as JSON, 101 bytes plus
+        One entry, ``dismissed``: ``{"by", "reason", "at", "jobs", "failed"}`` as JSON (in fields of at
+        most 64 bytes, ``dismissed``, ``dismissed+1``, …: see :mod:`workers.ledger_format`), 101 bytes plus
         the name, the reason given and the failure's reason (which the dropped ``failed`` note held, in
         93 bytes plus it): a dismissal by "ona" with a 60-character reason adds about 75 bytes to the
         order's hash, once, and only for the rare order a person gives up on.
