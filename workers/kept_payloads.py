@@ -168,9 +168,6 @@ class KeptPayloads:
         # Keeps the base at least as long, and replaces the payload only if it is still the one read.
         return int(self._shrink(keys=[key, base_key], args=[raw, smaller]))
 
-    def exists(self, job_id: str) -> bool:
-        return bool(self.connection.exists(self.key(job_id)))
-
     def blank(self, kept: KeptEvent) -> None:
         """Keep the event but not its payload (a privacy request's own: it names the customer)."""
         raw = encode(kept.event, "{}", kept.delivery_id, kept.request_id, kept.created_at)

@@ -70,7 +70,7 @@ def delete_kept_payloads(connection: Redis, events: EventQueue, store: str, orde
                 job.delete(remove_from_queue=True)
                 gone.add(job.id)
         for job_id in job_ids:
-            if connection.delete(events.payloads.key(job_id)):
+            if events.payloads.delete([job_id]):
                 gone.add(job_id)
             connection.delete(events.arrivals_key(job_id))
         deleted += len(gone)
