@@ -88,11 +88,19 @@ def _parts(value: str, count: int) -> list[str]:
     return parts + [""] * (count - len(parts))
 
 
-def _epoch(iso: str) -> int:
-    return round(datetime.fromisoformat(iso).timestamp())
+def _epoch(iso: str) -> str:
+    """A time as Unix seconds when they give back the very same text (the ledger's own UTC times to
+    the second), else the text itself after ``=``."""
+    try:
+        epoch = str(round(datetime.fromisoformat(iso).timestamp()))
+    except ValueError:
+        return "=" + iso.replace("|", " ")
+    return epoch if _iso(epoch) == iso else "=" + iso
 
 
 def _iso(epoch: str) -> str:
+    if epoch.startswith("="):
+        return epoch[1:]
     return datetime.fromtimestamp(int(epoch), UTC).isoformat(timespec="seconds")
 
 
