@@ -194,11 +194,13 @@ def _print(report: dict[str, Any]) -> None:
     for row in report["families"]:
         if row["part"] == "bounded":
             continue
-        print(f"{row['family']:<24} {row['keys']:>6} {row['bytes_per_order']:>9,.0f} {row['per_store_order']['woo']:>7,}"
-              f" {row['per_store_order']['shop']:>7,}  {row['part']} ({row['ttl_days']})")
+        per_store = row["per_store_order"]
+        print(f"{row['family']:<24} {row['keys']:>6} {row['bytes_per_order']:>9,.0f} {per_store['woo']:>7,}"
+              f" {per_store['shop']:>7,}  {row['part']} ({row['ttl_days']})")
     print(f"not per order (capped lists, rate limiter, RQ's bookkeeping): {report['bounded_bytes']:,} B in all")
     print(f"per WooCommerce order: {report['by_store']['woo']}, per Shopify order: {report['by_store']['shop']}")
-    for part, label in (("payload", "kept with the payload (<= 31 days)"), ("ledger", "kept for the ledger's lifetime")):
+    for part, label in (("payload", "kept with the payload (<= 31 days)"),
+                        ("ledger", "kept for the ledger's lifetime")):
         value = report["bytes_per_order"][part]
         print(f"{label}: {value:,} B/order (goal <= {GOALS[part]:,}: {'met' if report['met'][part] else 'NOT met'})")
 

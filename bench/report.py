@@ -88,7 +88,8 @@ def table(folder: Path) -> str:
     if (r := _load(folder, "redis-memory")) is not None:
         kept, lasting = r["bytes_per_order"]["payload"], r["bytes_per_order"]["ledger"]
         rows.append(f"| 9 | Redis bytes per order, {r['orders']} orders (WooCommerce and Shopify) | "
-                    f"{kept:,} B kept with the payload (≤ 31 days), {lasting:,} B for the ledger's lifetime | – | – "
+                    f"{kept:,} B kept with the payload (≤ 31 days), {lasting:,} B for the ledger's lifetime "
+                    "| – | – "
                     f"| ≤ 2,500 and ≤ 250 B | `python -m bench.memory --orders {r['orders']}` |")
     return "\n".join(rows)
 

@@ -31,7 +31,8 @@ def test_what_is_written_reads_back_the_same_in_a_listpack(redis_conn: Redis) ->
     ledger.record_award("coffee-woo", "WC-4210", AWARD_ENTRY)
     ledger.record_refund("coffee-woo", "WC-4210", "4301", REFUND_ENTRY)
     # A time that is not the ledger's own (UTC, to the second) is kept as written.
-    odd = REFUND_ENTRY.model_copy(update={"points": 0, "kind": "cancel", "share": None, "at": "2026-12-02T10:00:00.5+02:00",
+    odd = REFUND_ENTRY.model_copy(update={"points": 0, "kind": "cancel", "share": None,
+                                          "at": "2026-12-02T10:00:00.5+02:00",
                                           "source": "the order earned nothing (a reason | with a bar, " + "x" * 120})
     ledger.record_refund("coffee-woo", "WC-4210", "cancel", odd)
     record = ledger.get("coffee-woo", "WC-4210")
