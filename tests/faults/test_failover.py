@@ -14,7 +14,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from rq.job import Job, JobStatus
 
 from bench.chaos import check
 from bench.cluster import Cluster, wait_until
@@ -37,9 +36,9 @@ def finished_entries(c: Cluster, orders: list[PlannedOrder]) -> Entries:
     events, ledger = EventQueue(conn, Settings()), Ledger(conn, retention=86400)
     entries: Entries = {}
     for order in orders:
-        ids = events.job_ids_for(order.store, str(order.order_id))
-        jobs = Job.fetch_many(ids, connection=conn)
-        if not ids or any(job is None or job.get_status() != JobStatus.FINISHED for job in jobs):
+        # RQ deletes a finished job: the order's journal says which of its jobs ended well.
+        journal = events.journal(order.store, str(order.order_id))
+        if not journal.job_ids or any(job_id not in journal.ends for job_id in journal.job_ids):
             continue
         record = ledger.get(order.store, order.reference)
         if record.award:
