@@ -14,13 +14,14 @@ finished (``result_ttl`` 0: no job hash or result stream kept for a month). What
 instead, and how long (bytes per order measured by ``python -m bench.memory``, a mix of published
 WooCommerce and Shopify samples, 2026-12-03):
 
-- ``lb:payload:<job id>``: the kept payload, ``payload_retention`` (30 days): about 1,000 to 1,900
-  bytes per event (the payload's floor; see :mod:`workers.kept_payloads`);
+- ``lb:payload:<job id>``: the kept payload, ``payload_retention`` (30 days): 1,890 bytes per
+  order on the benchmark's mix (1,460 a WooCommerce order, 2,320 a Shopify one, its refunds and
+  cancellation included: the payload's floor; see :mod:`workers.kept_payloads`);
 - ``lb:jobs:<store>:<order id>``: the order's journal, ``payload_retention``: a line per delivery
   (queued or duplicate, when, topic, delivery id) and per job that ended well (when, attempts,
   outcome, points), each job named without the store and order the key already names; rewritten
   whole on each line rather than APPENDed (Redis gives an appended string twice the room it
-  needs); about 200 bytes per order;
+  needs); 252 bytes per order;
 - ``lb:open-jobs``: jobs not ended yet (for the sweep), a sorted set; empty when all is done;
 - ``lb:recent:<store>``: the latest :data:`RECENT_KEPT` outcomes (``bridge status``), a capped
   list: a fixed size per store, nothing per order;

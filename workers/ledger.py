@@ -1,7 +1,7 @@
 """The ledger: what happened to each order, and the memory that makes every job idempotent.
 
 One Redis hash per (store, reference), ``lb:ledger:<store>:<reference>``, kept ``ledger_retention``
-(400 days) from its last change: about 200 bytes per order (``bench/memory.py``: an award, its
+(400 days) from its last change: 187 bytes per order (``bench/memory.py``: an award, its
 card, the order id, a refund for a third of the orders). What it holds (the lasting entries in the
 compact form of :mod:`workers.ledger_format`, the transient ones as small JSON documents):
 
@@ -32,7 +32,7 @@ retry that finds it goes on only once the replicas hold it too (:meth:`Ledger.co
 
 Entries keep no customer email or name. Awards are also indexed by day per store, for reconcile
 (``lb:awards:<store>:<yyyymmdd>``, the references awarded that day, one per line, kept as long as
-the ledger: about 10 bytes per order), and pending awards by due time, for metrics and ``bridge
+the ledger: 15 bytes per order), and pending awards by due time, for metrics and ``bridge
 status`` (``lb:due:<store>``, a sorted set of the awards held back now).
 """
 
