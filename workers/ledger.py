@@ -31,8 +31,8 @@ calling), the outcome before the job goes on (not replicated: the job retries an
 retry that finds it goes on only once the replicas hold it too (:meth:`Ledger.confirm`).
 
 Entries keep no customer email or name. Awards are also indexed by day per store, for reconcile
-(``lb:awards:<store>:<yyyymmdd>``, the references awarded that day, one per line, kept as long as
-the ledger: 15 bytes per order), and pending awards by due time, for metrics and ``bridge
+and the rate of orders ``bridge check`` reports (``lb:awards:<store>:<yyyymmdd>``, a list of the
+references awarded that day, kept as long as the ledger: about 12 bytes per order), and pending awards by due time, for metrics and ``bridge
 status`` (``lb:due:<store>``, a sorted set of the awards held back now).
 """
 
@@ -244,9 +244,20 @@ class Ledger:
 
     @staticmethod
     def awards_key(store: str, day: str | None = None) -> str:
-        """The references the store awarded on ``day`` (``yyyymmdd``, UTC), one per line (for
-        reconcile); without a day, the sorted set earlier versions kept, read until it expires."""
+        """The list of references the store awarded on ``day`` (``yyyymmdd``, UTC); without a day,
+        the sorted set earlier versions kept, read until it expires."""
         return f"{KEY_PREFIX}awards:{store}:{day}" if day else f"{KEY_PREFIX}awards:{store}"
+
+    @staticmethod
+    def award_days(store: str, start: float, end: float) -> list[tuple[float, str]]:
+        """(the day's start, the key of its awards) for each UTC day from ``start`` to ``end``."""
+        days = []
+        day = datetime.fromtimestamp(start, UTC).date()
+        while day <= datetime.fromtimestamp(end, UTC).date():
+            days.append((datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp(),
+                         Ledger.awards_key(store, day.strftime("%Y%m%d"))))
+            day += timedelta(days=1)
+        return days
 
     @staticmethod
     def due_key(store: str) -> str:
@@ -374,7 +385,7 @@ class Ledger:
         absorbed = absorbed or {}
         fields: dict[str, BaseModel] = {AWARD: award, **{REFUND_PREFIX + rid: a for rid, a in absorbed.items()}}
         day = self.awards_key(store, datetime.fromisoformat(award.at).astimezone(UTC).strftime("%Y%m%d"))
-        index: list[Command] = [("APPEND", day, reference + "\n"), ("EXPIRE", day, self.retention + 86400),
+        index: list[Command] = [("RPUSH", day, reference), ("EXPIRE", day, self.retention + 86400),
                                 # an earlier version's index: goes in time
                                 ("EXPIRE", self.awards_key(store), self.retention),
                                 ("ZREM", self.due_key(store), reference)]
@@ -436,19 +447,13 @@ class Ledger:
         """References awarded on the days (UTC) from ``start`` to ``end`` (Unix times) within the
         ledger's retention, oldest day first; a reference whose award was later forgotten may be
         among them (check its record)."""
-        first = max(start, time.time() - self.retention - 86400)
-        days = []
-        day = datetime.fromtimestamp(first, UTC).date()
-        while day <= datetime.fromtimestamp(end, UTC).date():
-            days.append(self.awards_key(store, day.strftime("%Y%m%d")))
-            day += timedelta(days=1)
+        days = self.award_days(store, max(start, time.time() - self.retention - 86400), end)
         with self.connection.pipeline(transaction=False) as pipe:
-            for key in days:
-                pipe.get(key)
+            for _, key in days:
+                pipe.lrange(key, 0, -1)
             pipe.zrangebyscore(self.awards_key(store), start, end)   # an earlier version's index
-            *texts, old = pipe.execute()
-        found = [r.decode() for r in old] + [line for text in texts if text for line in text.decode().splitlines()]
-        return list(dict.fromkeys(found))
+            *lists, old = pipe.execute()
+        return list(dict.fromkeys([r.decode() for r in old] + [r.decode() for refs in lists for r in refs]))
 
     @contextmanager
     def order_lock(self, store: str, reference: str, wait: float = 2.0) -> Iterator[bool]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import pytest
 from redis import Redis
@@ -55,16 +56,23 @@ def test_bridge_check_reports_persistence_and_what_a_crash_loses(
     assert "FAIL  Redis persists nothing" in result.output and "CONFIG SET appendonly yes" in result.output
 
 
-def _awards(redis: Redis, store: str, ages_in_days: list[float]) -> None:
-    """Orders awarded that many days ago, in the index the ledger keeps for reconcile."""
+def _awards(redis: Redis, store: str, ages_in_days: list[float], index: str = "sorted set") -> None:
+    """Orders awarded that many days ago, in the index the ledger keeps for reconcile: a list per day
+    (``days``, as the ledger records awards), or the sorted set earlier versions kept."""
     now = time.time()
-    redis.zadd(Ledger.awards_key(store), {f"WC-{i}": now - age * DAY for i, age in enumerate(ages_in_days)})
+    if index == "sorted set":
+        redis.zadd(Ledger.awards_key(store), {f"WC-{i}": now - age * DAY for i, age in enumerate(ages_in_days)})
+        return
+    for i, age in enumerate(ages_in_days):
+        day = datetime.fromtimestamp(now - age * DAY, UTC).strftime("%Y%m%d")
+        redis.rpush(Ledger.awards_key(store, day), f"WC-{i}")
 
 
-def test_headroom_is_measured_from_the_orders_of_the_last_week(redis_conn: Redis,
-                                                               redis_config: Callable[..., None]) -> None:
+@pytest.mark.parametrize("index", ["days", "sorted set"])
+def test_headroom_is_measured_from_the_orders_of_the_last_week(redis_conn: Redis, redis_config: Callable[..., None],
+                                                               index: str) -> None:
     # 70 orders in the last 7 days (10 a day), 200 older ones: the ledger keeps them all.
-    _awards(redis_conn, "coffee-woo", [i / 10 for i in range(70)] + [8 + i / 10 for i in range(200)])
+    _awards(redis_conn, "coffee-woo", [i / 10 for i in range(70)] + [8 + i / 10 for i in range(200)], index)
     memory = redis_conn.info("memory")
     redis_config(maxmemory=memory["used_memory"] + 5_000_000)
     report = inspect_server(redis_conn, ["coffee-woo", "coffee-shopify"])

@@ -22,11 +22,16 @@ INFO_SECTIONS = ("memory", "persistence", "replication")
 # The rate of orders is read over this many days of the awards index (or since its oldest award).
 RATE_WINDOW_DAYS = 7
 DAY = 86400.0
+# Days of the awards index read (the ledger's retention, 400 days, and a day).
+INDEX_DAYS = 401
 
 
 @dataclass
 class StoreOrders:
-    """One store's awards index (``lb:awards:<store>``, kept as long as the ledger)."""
+    """One store's awards index (a list per day, ``lb:awards:<store>:<yyyymmdd>``, kept as long as the
+    ledger; and the sorted set ``lb:awards:<store>`` earlier versions kept, until it expires). Read by
+    the day, the window is whole days: the rate errs high by up to a day's awards over the window, and
+    a deployment's oldest award counts from the end of its day."""
 
     held: int
     recent: int      # awarded within the rate window
@@ -64,10 +69,13 @@ def read(connection: Redis, stores: Iterable[str] | None = None, now: float | No
     now = time.time() if now is None else now
     if stores is None:
         prefix = Ledger.awards_key("")
-        ids = sorted({k.decode().removeprefix(prefix) for k in connection.scan_iter(match=prefix + "*", count=1000)})
+        found = (k.decode().removeprefix(prefix) for k in connection.scan_iter(match=prefix + "*", count=1000))
+        ids = sorted({name.rpartition(":")[0] if name[-9:-8] == ":" and name[-8:].isdigit() else name
+                      for name in found})
     else:
         ids = list(stores)
     since = now - RATE_WINDOW_DAYS * DAY
+    days = {store: Ledger.award_days(store, now - INDEX_DAYS * DAY, now) for store in ids}
     with connection.pipeline(transaction=False) as pipe:
         for name in CONFIG_NAMES:
             pipe.config_get(name)
@@ -78,6 +86,8 @@ def read(connection: Redis, stores: Iterable[str] | None = None, now: float | No
             pipe.zcard(key)
             pipe.zcount(key, since, "+inf")
             pipe.zrange(key, 0, 0, withscores=True)
+            for _, day in days[store]:
+                pipe.llen(day)
         # A refused command (CONFIG on some hosted Redis) comes back as its error, read as "unknown";
         # a connection lost midway still raises.
         answers = pipe.execute(raise_on_error=False)
@@ -86,11 +96,17 @@ def read(connection: Redis, stores: Iterable[str] | None = None, now: float | No
     memory, persistence, replication = (a if isinstance(a, dict) else {} for a in answers[len(CONFIG_NAMES):infos])
     rest = answers[infos:]
     orders = []
-    for i in range(len(ids)):
-        held, recent, first = rest[3 * i:3 * i + 3]
+    for store in ids:
+        (held, recent, first), rest = rest[:3], rest[3:]
+        counts, rest = rest[:len(days[store])], rest[len(days[store]):]
         oldest = float(first[0][1]) if isinstance(first, list) and first else None
-        orders.append(StoreOrders(int(held) if isinstance(held, int) else 0,
-                                  int(recent) if isinstance(recent, int) else 0, oldest))
+        held, recent = (int(n) if isinstance(n, int) else 0 for n in (held, recent))
+        for (start, _), count in zip(days[store], counts, strict=True):
+            if isinstance(count, int) and count:
+                held += count
+                recent += count if start + DAY > since else 0
+                oldest = min(oldest if oldest is not None else now, min(start + DAY, now))
+        orders.append(StoreOrders(held, recent, oldest))
     return Readings(config=config, memory=memory, persistence=persistence, replication=replication, stores=orders,
                     now=now)
 
