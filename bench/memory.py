@@ -39,8 +39,8 @@ PAYLOAD_PART = 31 * 86400   # a key with a TTL up to this expires with the kept 
 LEDGER_FAMILIES = {"lb:awards:*"}
 # Families of a size that does not grow with the orders: capped lists, the rate limiter's windows,
 # RQ's bookkeeping of workers and queues. Reported in bytes, not per order.
-BOUNDED = {"lb:recent:*", "lb:ratelimit:*", "lb:open-jobs", "rq:worker:*", "rq:workers", "rq:workers:*",
-           "rq:scheduler:*", "rq:scheduler-lock:*", "rq:queues", "rq:queue:*", "rq:clean_groups"}
+BOUNDED = {"lb:recent:*", "lb:ratelimit:*", "lb:open-jobs", "lb:alert:*", "rq:worker:*", "rq:workers",
+           "rq:workers:*", "rq:scheduler:*", "rq:scheduler-lock:*", "rq:queues", "rq:queue:*", "rq:clean_groups"}
 STORES = ("woo", "shop")
 GOALS = {"payload": 2500, "ledger": 250}
 

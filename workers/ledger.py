@@ -32,7 +32,7 @@ retry that finds it goes on only once the replicas hold it too (:meth:`Ledger.co
 
 Entries keep no customer email or name. Awards are also indexed by day per store, for reconcile
 and the rate of orders ``bridge check`` reports (``lb:awards:<store>:<yyyymmdd>``, a list of the
-references awarded that day, kept as long as the ledger: about 12 bytes per order), and pending awards by due time, for metrics and ``bridge
+references awarded that day, kept as long as the ledger: 11 bytes per order), and pending awards by due time, for metrics and ``bridge
 status`` (``lb:due:<store>``, a sorted set of the awards held back now).
 """
 
