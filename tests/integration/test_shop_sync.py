@@ -17,7 +17,6 @@ import pytest
 import requests
 from click.testing import CliRunner, Result
 from redis import Redis
-from rq.job import Job
 from rq.registry import FailedJobRegistry
 from werkzeug.serving import make_server
 
