@@ -40,7 +40,11 @@ def child_exit(server: Any, worker: Any) -> None:
 
 
 def post_worker_init(worker: Any) -> None:
-    """Start the alert loop in each web process (a thread started before the fork would not be there)."""
+    """Start the alert loop in each web process (a thread started before the fork would not be there).
+
+    Only the bridge's app has one: the benchmarks serve their peers with these same settings."""
     from bridge.app import ALERTS
 
-    worker.wsgi.extensions[ALERTS].start()
+    loop = getattr(worker.wsgi, "extensions", {}).get(ALERTS)
+    if loop is not None:
+        loop.start()
